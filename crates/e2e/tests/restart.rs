@@ -1,0 +1,191 @@
+//! Writes held by the schedulers survive a crash of the runtime (issue 3
+//! must-show).
+//!
+//! A steady stream of writes keeps each key's scheduler holding a write that
+//! waits for its next one-second slot. The stream stops, the test polls
+//! until no id is `queued` any more (the local queue has drained into the
+//! schedulers, so nothing is lost with the in-memory queue) and at least one
+//! is `scheduled`, then SIGKILLs the whole process group and restarts on the
+//! same state. Every write must then end terminal, each committed exactly
+//! once (`/stats`: `r2_writes` = `committed`), the spacing of `committed_at`
+//! intact across the crash, and each key holding its newest write.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use e2e::{ms, now_ms, start, unique_key, wait_all, WorkerOptions};
+use pipeline_client::{Accepted, Client, GetOptions, PutOptions, UploadState};
+
+const KEYS: usize = 4;
+const WRITERS_PER_KEY: usize = 2;
+const STREAM: Duration = Duration::from_secs(3);
+const ATTEMPTS: usize = 3;
+
+/// Writes to `keys` for `STREAM` (a write per key about every 100 ms).
+fn stream(c: &Client, keys: &[String], round: usize) -> Vec<(Accepted, Vec<u8>)> {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = keys
+            .iter()
+            .flat_map(|k| (0..WRITERS_PER_KEY).map(move |wr| (k, wr)))
+            .map(|(key, wr)| {
+                let c = c.clone();
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    let mut i = 0;
+                    while start.elapsed() < STREAM {
+                        let body = format!("{key} round {round} writer {wr} #{i}").into_bytes();
+                        let a = c
+                            .put_object(key, &body, &PutOptions::default())
+                            .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
+                        out.push((a, body));
+                        i += 1;
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("writer panicked"))
+            .collect()
+    })
+}
+
+#[test]
+fn held_writes_commit_exactly_once_after_a_kill() {
+    let mut w = start(WorkerOptions::new("restart"));
+    let mut sent: Vec<(Accepted, Vec<u8>)> = Vec::new();
+    let mut keys_all = Vec::new();
+    let mut held_at_kill: Vec<String> = Vec::new();
+    let mut killed_at = 0;
+
+    for round in 0..ATTEMPTS {
+        let c = w.client();
+        let keys: Vec<String> = (0..KEYS).map(|_| unique_key("restart")).collect();
+        let batch = stream(&c, &keys, round);
+        let ids: Vec<String> = batch.iter().map(|(a, _)| a.id.clone()).collect();
+        sent.extend(batch);
+        keys_all.extend(keys);
+        // Poll until nothing is queued; kill at once if a write is held.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut pending: Vec<String> = ids.clone();
+        loop {
+            let mut queued = 0;
+            let mut scheduled = Vec::new();
+            pending.retain(|id| {
+                let st = c
+                    .upload_status(id, None)
+                    .unwrap_or_else(|e| panic!("status {id}: {e}"));
+                match st.state {
+                    UploadState::Queued => queued += 1,
+                    UploadState::Scheduled => scheduled.push(id.clone()),
+                    _ => {}
+                }
+                !st.state.is_terminal()
+            });
+            if queued == 0 && !scheduled.is_empty() {
+                killed_at = now_ms();
+                w.kill();
+                held_at_kill = scheduled;
+                break;
+            }
+            if pending.is_empty() || Instant::now() > deadline {
+                break;
+            }
+        }
+        if !held_at_kill.is_empty() {
+            eprintln!(
+                "round {round}: killed with {} writes held",
+                held_at_kill.len()
+            );
+            break;
+        }
+        eprintln!("round {round}: every write committed before a kill could catch one held; again");
+    }
+    assert!(
+        !held_at_kill.is_empty(),
+        "in {ATTEMPTS} rounds the queue never drained while a scheduler held a write \
+         (every write was still queued or already terminal)"
+    );
+
+    w.restart()
+        .expect("restart on the same state after the kill");
+    let c = w.client();
+    let restarted = Instant::now();
+    let ids: Vec<String> = sent.iter().map(|(a, _)| a.id.clone()).collect();
+    let (statuses, late) = wait_all(&c, &ids, restarted + Duration::from_secs(30), 4);
+    assert!(
+        late.is_empty(),
+        "not terminal 30 s after the restart: {late:?}"
+    );
+    let failed: Vec<_> = statuses
+        .values()
+        .filter(|s| s.state == UploadState::Failed)
+        .collect();
+    assert!(failed.is_empty(), "failed: {failed:?}");
+    for id in &held_at_kill {
+        assert!(
+            statuses[id].state.is_terminal(),
+            "held write {id} lost: {:?}",
+            statuses[id]
+        );
+    }
+
+    let mut committed = 0;
+    let mut committed_after_restart = 0;
+    for key in &keys_all {
+        let mine: Vec<&(Accepted, Vec<u8>)> = sent.iter().filter(|(a, _)| &a.key == key).collect();
+        let mut commits: Vec<i64> = mine
+            .iter()
+            .map(|(a, _)| &statuses[&a.id])
+            .filter(|s| s.state == UploadState::Committed)
+            .map(|s| ms(s.committed_at.as_deref().unwrap()))
+            .collect();
+        commits.sort_unstable();
+        committed += commits.len();
+        committed_after_restart += commits.iter().filter(|&&t| t > killed_at).count();
+        assert!(
+            commits.windows(2).all(|p| p[1] - p[0] >= 1000),
+            "{key}: commits closer than 1000 ms across the crash: {commits:?}"
+        );
+        let newest = mine
+            .iter()
+            .max_by(|x, y| (ms(&x.0.accepted_at), &x.0.id).cmp(&(ms(&y.0.accepted_at), &y.0.id)))
+            .unwrap();
+        assert_eq!(
+            statuses[&newest.0.id].state,
+            UploadState::Committed,
+            "{key}: newest not committed"
+        );
+        let obj = c.get_object(key, &GetOptions::default()).unwrap();
+        assert_eq!(
+            obj.body, newest.1,
+            "{key}: not the newest write after the restart"
+        );
+        assert_eq!(obj.meta("upload-id"), Some(newest.0.id.as_str()));
+    }
+    assert!(
+        committed_after_restart > 0,
+        "no write committed after the restart"
+    );
+
+    // Exactly once: one R2 write per committed id, nothing counted twice.
+    let stats = c.stats().unwrap();
+    let n = i64::try_from(sent.len()).unwrap();
+    let committed = i64::try_from(committed).unwrap();
+    assert_eq!(stats.accepted, n, "{stats:?}");
+    assert_eq!(stats.committed, committed, "{stats:?}");
+    assert_eq!(stats.superseded, n - committed, "{stats:?}");
+    assert_eq!((stats.failed, stats.inflight), (0, 0), "{stats:?}");
+    assert_eq!(
+        stats.r2_writes, committed,
+        "a write was repeated: {stats:?}"
+    );
+    let by_state = statuses.values().fold(HashMap::new(), |mut m, s| {
+        *m.entry(s.state.as_str()).or_insert(0) += 1;
+        m
+    });
+    eprintln!("after restart: {by_state:?}, {committed_after_restart} commits after the kill");
+}

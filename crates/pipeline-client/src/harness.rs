@@ -1,0 +1,596 @@
+//! [`LocalWorker`]: the real Worker under `wrangler dev`, for end-to-end tests.
+//!
+//! Never a mock: the tests talk HTTP to workerd running the built Worker with
+//! local Queues, Durable Objects, R2 and alarms persisted under a directory of
+//! their own. `wrangler dev` is node, node, two workerd processes and esbuild,
+//! so it is started in a process group of its own (`setsid`) and stopped by
+//! signalling that group by id. Three layers make sure none outlives the tests:
+//! `Drop`, a libc `atexit` hook (for workers held in statics, which are never
+//! dropped), and the group ids appended to `<repo>/target/e2e/pids` for the
+//! test script to clean up after a crashed test binary.
+//!
+//! Variables: each `--var K:V` is passed on the command line. Wrangler merges
+//! bindings as `{...config vars, ...secrets from .dev.vars, ...--var}` (wrangler
+//! 4.86 `getBindings2`), so a `--var` wins over `.dev.vars`. To also make a
+//! variable *absent* (e.g. a worker with no `API_TOKEN`), the harness passes
+//! `--env-file` naming an empty file of its own: when env files are given,
+//! wrangler does not read `.dev.vars` at all (`getVarsForDev`). The
+//! end-to-end suite checks this (`routing_auth_cors.rs`: the dev token is
+//! refused by a harness worker).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::client::Client;
+
+/// The token the harness configures by default.
+pub const DEFAULT_TOKEN: &str = "test-token";
+
+/// Why the harness could not run the Worker.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The Worker has not been built (`build/worker/shim.mjs` is missing).
+    #[error("{0} is missing: build the Worker first (bash scripts/build.sh)")]
+    NotBuilt(PathBuf),
+    /// `wrangler dev` exited or did not answer `/healthz` in time.
+    #[error("wrangler dev did not become healthy: {reason}\n--- last lines of {log} ---\n{tail}")]
+    NotHealthy {
+        /// Exit status or timeout.
+        reason: String,
+        /// The log file.
+        log: String,
+        /// Its last lines.
+        tail: String,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> HarnessError {
+    let what = what.into();
+    move |source| HarnessError::Io { what, source }
+}
+
+/// How to run the Worker.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// A label for the state directory and log (e.g. the test file's name).
+    pub label: String,
+    /// The `--persist-to` directory; default a fresh one under
+    /// `<repo>/target/e2e/`.
+    pub persist_dir: Option<PathBuf>,
+    /// `--var` bindings; default `API_TOKEN=test-token`.
+    pub vars: BTreeMap<String, String>,
+    /// The HTTP port; default a free one.
+    pub port: Option<u16>,
+    /// How long to wait for `/healthz`.
+    pub startup_timeout: Duration,
+    /// How long `stop` waits after SIGTERM before SIGKILL.
+    pub stop_grace: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            label: "worker".into(),
+            persist_dir: None,
+            vars: BTreeMap::from([("API_TOKEN".to_owned(), DEFAULT_TOKEN.to_owned())]),
+            port: None,
+            startup_timeout: Duration::from_secs(90),
+            stop_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WorkerOptions {
+    /// Default options with a label.
+    #[must_use]
+    pub fn new(label: &str) -> Self {
+        Self {
+            label: label.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets (or overrides) a variable; an empty value is passed as empty.
+    #[must_use]
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// Leaves a variable out entirely (e.g. `API_TOKEN`).
+    #[must_use]
+    pub fn without_var(mut self, name: &str) -> Self {
+        self.vars.remove(name);
+        self
+    }
+
+    /// Uses this persist directory.
+    #[must_use]
+    pub fn persist_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.persist_dir = Some(dir.into());
+        self
+    }
+
+    /// Uses this port.
+    #[must_use]
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+}
+
+/// The repository root: `$PIPELINE_REPO_ROOT`, else two levels above this
+/// crate's manifest directory.
+#[must_use]
+pub fn repo_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("PIPELINE_REPO_ROOT") {
+        return PathBuf::from(root);
+    }
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    here.canonicalize().unwrap_or(here)
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+///
+/// # Errors
+///
+/// When no port can be bound.
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Process groups started by this process and not yet stopped.
+static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// Serialises edits of the pids file within this process.
+static PIDS_FILE_LOCK: Mutex<()> = Mutex::new(());
+static ATEXIT: Once = Once::new();
+
+extern "C" fn kill_live_groups() {
+    // Runs at process exit: never block, never panic.
+    if let Ok(groups) = LIVE_GROUPS.try_lock() {
+        for &pgid in groups.iter() {
+            // SAFETY: killpg only sends a signal to a group id we created.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn register_group(pgid: i32, pids_file: &Path) {
+    ATEXIT.call_once(|| {
+        // SAFETY: registers a plain extern "C" function with no captured state.
+        unsafe {
+            libc::atexit(kill_live_groups);
+        }
+    });
+    if let Ok(mut groups) = LIVE_GROUPS.lock() {
+        groups.push(pgid);
+    }
+    let _guard = PIDS_FILE_LOCK.lock();
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(pids_file) {
+        let _ = writeln!(f, "{pgid}");
+    }
+}
+
+fn unregister_group(pgid: i32, pids_file: &Path) {
+    if let Ok(mut groups) = LIVE_GROUPS.lock() {
+        groups.retain(|&g| g != pgid);
+    }
+    let _guard = PIDS_FILE_LOCK.lock();
+    if let Ok(text) = fs::read_to_string(pids_file) {
+        let kept: String = text
+            .lines()
+            .filter(|l| l.trim() != pgid.to_string())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let _ = fs::write(pids_file, kept);
+    }
+}
+
+/// Whether any process of group `pgid` still exists (zombies included).
+fn group_alive(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::killpg(pgid, 0) == 0 }
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: sends a signal to a process group this harness created.
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}
+
+/// The last `max_lines` lines of a file (at most its last 16 KiB).
+fn tail(path: &Path, max_lines: usize) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::from("(no log)");
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(16 * 1024)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(max_lines)..].join("\n")
+}
+
+fn unique_name(label: &str) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!(
+        "{label}-{ms}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A running `wrangler dev` serving the Worker.
+#[derive(Debug)]
+pub struct LocalWorker {
+    opts: WorkerOptions,
+    repo: PathBuf,
+    persist_dir: PathBuf,
+    log_path: PathBuf,
+    env_file: PathBuf,
+    pids_file: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    pgid: Option<i32>,
+}
+
+impl LocalWorker {
+    /// Starts the Worker and waits until `GET /healthz` answers `200`.
+    ///
+    /// # Errors
+    ///
+    /// [`HarnessError::NotBuilt`] when `build/worker/shim.mjs` is missing,
+    /// [`HarnessError::Io`] when directories or the process cannot be made,
+    /// [`HarnessError::NotHealthy`] (with the log's tail) when wrangler exits
+    /// or `/healthz` does not answer within `startup_timeout`.
+    pub fn start(opts: WorkerOptions) -> Result<Self, HarnessError> {
+        let repo = repo_root();
+        let shim = repo.join("build/worker/shim.mjs");
+        if !shim.exists() {
+            return Err(HarnessError::NotBuilt(shim));
+        }
+        let e2e_dir = repo.join("target/e2e");
+        let persist_dir = match &opts.persist_dir {
+            Some(dir) => dir.clone(),
+            None => e2e_dir.join(unique_name(&opts.label)),
+        };
+        fs::create_dir_all(&persist_dir)
+            .map_err(io_err(format!("creating {}", persist_dir.display())))?;
+        fs::create_dir_all(&e2e_dir).map_err(io_err(format!("creating {}", e2e_dir.display())))?;
+        let log_path = persist_dir.with_extension("log");
+        let env_file = persist_dir.with_extension("env");
+        fs::write(&env_file, b"").map_err(io_err(format!("writing {}", env_file.display())))?;
+        let port = match opts.port {
+            Some(p) => p,
+            None => free_port().map_err(io_err("finding a free port"))?,
+        };
+        let mut worker = Self {
+            opts,
+            repo,
+            persist_dir,
+            log_path,
+            env_file,
+            pids_file: e2e_dir.join("pids"),
+            port,
+            child: None,
+            pgid: None,
+        };
+        worker.spawn()?;
+        Ok(worker)
+    }
+
+    fn spawn(&mut self) -> Result<(), HarnessError> {
+        let inspector = free_port().map_err(io_err("finding a free inspector port"))?;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(io_err(format!("opening {}", self.log_path.display())))?;
+        let _ = writeln!(
+            log,
+            "=== harness: starting wrangler dev on port {} (persist {}) ===",
+            self.port,
+            self.persist_dir.display()
+        );
+        let log_err = log
+            .try_clone()
+            .map_err(io_err("duplicating the log handle"))?;
+        let mut cmd = Command::new(self.repo.join("node_modules/.bin/wrangler"));
+        cmd.current_dir(&self.repo)
+            .arg("dev")
+            .args(["--ip", "127.0.0.1"])
+            .args(["--port", &self.port.to_string()])
+            .args(["--inspector-port", &inspector.to_string()])
+            .arg("--persist-to")
+            .arg(&self.persist_dir)
+            .arg("--env-file")
+            .arg(&self.env_file)
+            .args(["--log-level", "info"]);
+        for (name, value) in &self.opts.vars {
+            cmd.arg("--var").arg(format!("{name}:{value}"));
+        }
+        cmd.env("PIPELINE_SKIP_BUILD", "1")
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+            .env("WRANGLER_HIDE_BANNER", "true")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .env("XDG_CONFIG_HOME", self.repo.join(".config"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        // SAFETY: setsid is async-signal-safe and touches no Rust state.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(io_err("spawning wrangler dev"))?;
+        let pgid = i32::try_from(child.id()).map_err(|_| HarnessError::Io {
+            what: "process id out of range".into(),
+            source: io::Error::from(io::ErrorKind::InvalidData),
+        })?;
+        register_group(pgid, &self.pids_file);
+        self.child = Some(child);
+        self.pgid = Some(pgid);
+        if let Err(e) = self.wait_healthy() {
+            self.shutdown(false);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn wait_healthy(&mut self) -> Result<(), HarnessError> {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .redirects(0)
+            .build();
+        let url = format!("{}/healthz", self.base_url());
+        let deadline = Instant::now() + self.opts.startup_timeout;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(self.not_healthy(format!("wrangler exited with {status}")));
+                }
+            }
+            if let Ok(resp) = agent.get(&url).call() {
+                if resp.status() == 200 {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(self.not_healthy(format!(
+                    "no 200 from {url} within {:?}",
+                    self.opts.startup_timeout
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn not_healthy(&self, reason: String) -> HarnessError {
+        HarnessError::NotHealthy {
+            reason,
+            log: self.log_path.display().to_string(),
+            tail: tail(&self.log_path, 60),
+        }
+    }
+
+    /// Ends the process group: SIGTERM then, after the grace period, SIGKILL
+    /// (`graceful`), or SIGKILL at once. Waits for the leader and, up to 10 s,
+    /// for the whole group and the port.
+    fn shutdown(&mut self, graceful: bool) {
+        let Some(pgid) = self.pgid.take() else {
+            return;
+        };
+        let mut child = self.child.take();
+        if graceful {
+            signal_group(pgid, libc::SIGTERM);
+            let deadline = Instant::now() + self.opts.stop_grace;
+            while Instant::now() < deadline {
+                match child.as_mut().map(Child::try_wait) {
+                    Some(Ok(None)) => std::thread::sleep(Duration::from_millis(50)),
+                    _ => break,
+                }
+            }
+        }
+        // Always: the leader may be gone while workerd lives on in the group.
+        signal_group(pgid, libc::SIGKILL);
+        if let Some(c) = child.as_mut() {
+            let _ = c.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            // Zombies re-parented to an init that does not reap keep the group
+            // "alive": the port being free is what matters for a restart.
+            let port_free = TcpListener::bind(("127.0.0.1", self.port)).is_ok();
+            if !group_alive(pgid) || port_free {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unregister_group(pgid, &self.pids_file);
+        if let Ok(mut log) = OpenOptions::new().append(true).open(&self.log_path) {
+            let how = if graceful { "stopped" } else { "killed" };
+            let _ = writeln!(log, "=== harness: {how} process group {pgid} ===");
+        }
+    }
+
+    /// Stops the runtime: SIGTERM to its process group, SIGKILL after the
+    /// grace period; returns when it is gone. Idempotent.
+    pub fn stop(&mut self) {
+        self.shutdown(true);
+    }
+
+    /// Kills the runtime at once (SIGKILL to the whole group): a crash.
+    pub fn kill(&mut self) {
+        self.shutdown(false);
+    }
+
+    /// Starts the runtime again on the same persisted state and port (stops
+    /// it first if it runs).
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalWorker::start`].
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.stop();
+        self.spawn()
+    }
+
+    /// Whether the runtime's leader process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    #[must_use]
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The configured `API_TOKEN`, when set and not empty.
+    #[must_use]
+    pub fn token(&self) -> Option<&str> {
+        self.opts
+            .vars
+            .get("API_TOKEN")
+            .map(String::as_str)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// A client that sends the configured token.
+    #[must_use]
+    pub fn client(&self) -> Client {
+        Client::new(&self.base_url(), self.token())
+    }
+
+    /// A client that sends no token.
+    #[must_use]
+    pub fn anon_client(&self) -> Client {
+        Client::new(&self.base_url(), None)
+    }
+
+    /// The persist directory.
+    #[must_use]
+    pub fn persist_dir(&self) -> &Path {
+        &self.persist_dir
+    }
+
+    /// The log file (wrangler's stdout and stderr).
+    #[must_use]
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The last `lines` lines of the log.
+    #[must_use]
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log_path, lines)
+    }
+
+    /// The process-group id while running.
+    #[must_use]
+    pub fn pgid(&self) -> Option<i32> {
+        self.pgid
+    }
+}
+
+impl Drop for LocalWorker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_set_and_remove_vars() {
+        let o = WorkerOptions::new("x")
+            .var("PUBLIC_READS", "false")
+            .var("API_TOKEN", "")
+            .port(1234);
+        assert_eq!(o.vars.get("API_TOKEN").map(String::as_str), Some(""));
+        assert_eq!(
+            o.vars.get("PUBLIC_READS").map(String::as_str),
+            Some("false")
+        );
+        assert_eq!(o.port, Some(1234));
+        let o = o.without_var("API_TOKEN");
+        assert!(!o.vars.contains_key("API_TOKEN"));
+        assert_eq!(
+            WorkerOptions::default()
+                .vars
+                .get("API_TOKEN")
+                .map(String::as_str),
+            Some(DEFAULT_TOKEN)
+        );
+    }
+
+    #[test]
+    fn names_are_unique() {
+        assert_ne!(unique_name("a"), unique_name("a"));
+    }
+
+    #[test]
+    fn tail_takes_the_last_lines() {
+        let dir = std::env::temp_dir().join(unique_name("tail"));
+        fs::write(&dir, "1\n2\n3\n4\n").unwrap();
+        assert_eq!(tail(&dir, 2), "3\n4");
+        assert_eq!(tail(&dir.with_extension("none"), 2), "(no log)");
+        let _ = fs::remove_file(&dir);
+    }
+
+    #[test]
+    fn pids_file_records_and_forgets_groups() {
+        let file = std::env::temp_dir().join(unique_name("pids"));
+        // Ids that are certainly not ours to signal are never signalled here:
+        // register/unregister only edit the lists.
+        register_group(-7, &file);
+        register_group(-8, &file);
+        assert_eq!(fs::read_to_string(&file).unwrap(), "-7\n-8\n");
+        unregister_group(-7, &file);
+        assert_eq!(fs::read_to_string(&file).unwrap(), "-8\n");
+        unregister_group(-8, &file);
+        assert!(LIVE_GROUPS
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|&g| g != -7 && g != -8));
+        let _ = fs::remove_file(&file);
+    }
+}

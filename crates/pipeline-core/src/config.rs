@@ -1,0 +1,156 @@
+//! Every setting of the pipeline, its default, and what it trades, in one
+//! place. Deploy-time settings come from `wrangler.toml` vars (read through
+//! [`Settings::from_vars`]); the rest are constants of the design.
+
+use crate::error::ApiError;
+
+/// `PUBLIC_READS` default: reads need no token. Public reads cache well;
+/// set `"false"` to keep keys and bytes to token holders.
+pub const DEFAULT_PUBLIC_READS: bool = true;
+/// `MAX_UPLOAD_BYTES` default, 100 MiB: the request-body limit of the Free
+/// and Pro plans. A larger value only helps on plans that accept more.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
+/// `STATUS_TTL_SECONDS` default, 24 h: how long terminal statuses are kept.
+/// Longer costs Durable Object storage; shorter makes late polls 404.
+pub const DEFAULT_STATUS_TTL_SECONDS: u64 = 86_400;
+/// Bodies up to this size travel inside the queue message (base64 grows
+/// them by a third; a message holds 128 KB with metadata up to 8 KiB).
+/// Larger: staged in R2 first, which costs two extra R2 operations.
+pub const INLINE_BODY_MAX_BYTES: u64 = 64 * 1024;
+/// Tries of one R2 write before its upload is `failed`. More tries ride out
+/// longer R2 trouble; each one holds the key's later writes back.
+pub const MAX_COMMIT_ATTEMPTS: u32 = 5;
+/// Delay of a consumer-side retry of a key's messages when its scheduler
+/// could not be reached, per attempt (seconds, capped at 60).
+pub const QUEUE_RETRY_BASE_DELAY_SECS: u32 = 2;
+/// Longest `?wait=` on the status route (seconds), per the contract.
+pub const MAX_STATUS_WAIT_SECS: u32 = 30;
+/// Stats shards: writers spread over them, `/stats` reads them all. More
+/// shards spread more load; each `/stats` costs one call per shard.
+pub const STATS_SHARDS: u32 = 8;
+/// `Idempotency-Key` memory, per the contract: 24 h.
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// Which origins CORS answers for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// `*`: any origin, answered with `*`.
+    Any,
+    /// Only these origins are echoed; others get no match.
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Parses `ALLOWED_ORIGINS`: `*` (or empty) or a comma-separated list.
+    pub fn parse(raw: Option<&str>) -> Self {
+        match raw.map(str::trim) {
+            None | Some("") | Some("*") => AllowedOrigins::Any,
+            Some(list) => AllowedOrigins::List(
+                list.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`.
+    pub fn allow_origin(&self, origin: Option<&str>) -> Option<String> {
+        match self {
+            AllowedOrigins::Any => Some("*".to_string()),
+            AllowedOrigins::List(list) => {
+                let origin = origin?;
+                list.iter().any(|o| o == origin).then(|| origin.to_string())
+            }
+        }
+    }
+}
+
+/// Deploy-time settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub public_reads: bool,
+    pub allowed_origins: AllowedOrigins,
+    pub max_upload_bytes: u64,
+    pub status_ttl_ms: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            public_reads: DEFAULT_PUBLIC_READS,
+            allowed_origins: AllowedOrigins::Any,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            status_ttl_ms: DEFAULT_STATUS_TTL_SECONDS as i64 * 1000,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads settings through `var` (the Worker passes its env vars).
+    ///
+    /// # Errors
+    /// [`ApiError::Internal`] naming a var that is set but unparseable, so
+    /// a misconfiguration is loud instead of silently defaulted.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ApiError> {
+        let mut s = Settings::default();
+        if let Some(v) = var("PUBLIC_READS") {
+            s.public_reads = !v.trim().eq_ignore_ascii_case("false");
+        }
+        s.allowed_origins = AllowedOrigins::parse(var("ALLOWED_ORIGINS").as_deref());
+        if let Some(v) = var("MAX_UPLOAD_BYTES") {
+            s.max_upload_bytes = v
+                .trim()
+                .parse()
+                .map_err(|_| ApiError::Internal("MAX_UPLOAD_BYTES is not a whole number".into()))?;
+        }
+        if let Some(v) = var("STATUS_TTL_SECONDS") {
+            let secs: i64 = v.trim().parse().map_err(|_| {
+                ApiError::Internal("STATUS_TTL_SECONDS is not a whole number".into())
+            })?;
+            s.status_ttl_ms = secs.max(1).saturating_mul(1000);
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_vars_are_absent() {
+        assert_eq!(Settings::from_vars(|_| None).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn vars_override_defaults_and_bad_numbers_are_loud() {
+        let s = Settings::from_vars(|k| match k {
+            "PUBLIC_READS" => Some("false".into()),
+            "MAX_UPLOAD_BYTES" => Some("10".into()),
+            "ALLOWED_ORIGINS" => Some("https://a.example, https://b.example/".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(!s.public_reads);
+        assert_eq!(s.max_upload_bytes, 10);
+        assert!(Settings::from_vars(|k| (k == "MAX_UPLOAD_BYTES").then(|| "x".into())).is_err());
+    }
+
+    #[test]
+    fn listed_origins_are_echoed_others_never() {
+        let o = AllowedOrigins::parse(Some("https://a.example, https://b.example/"));
+        assert_eq!(
+            o.allow_origin(Some("https://b.example")).as_deref(),
+            Some("https://b.example")
+        );
+        assert_eq!(o.allow_origin(Some("https://evil.example")), None);
+        assert_eq!(o.allow_origin(None), None);
+        assert_eq!(
+            AllowedOrigins::parse(None)
+                .allow_origin(Some("x"))
+                .as_deref(),
+            Some("*")
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! Counter arithmetic and request-body parsing: a change is either applied
+//! whole or refused with the value untouched.
+
+use crate::error::ApiError;
+
+/// Which way a counter moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Increment,
+    Decrement,
+}
+
+/// Parses the optional `{"by": n}` body. An empty body means `by = 1`.
+///
+/// # Errors
+/// [`ApiError::InvalidBody`] when the body is not a JSON object, has unknown
+/// shape, or `by` is not an integer that fits `i64`.
+pub fn parse_by(body: &[u8]) -> Result<i64, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(1);
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::InvalidBody(format!("body is not JSON: {e}")))?;
+    let obj = value.as_object().ok_or_else(|| {
+        ApiError::InvalidBody("body must be a JSON object like {\"by\": 1}".into())
+    })?;
+    match obj.get("by") {
+        None => Ok(1),
+        Some(by) => by.as_i64().ok_or_else(|| {
+            ApiError::InvalidBody("`by` must be an integer between -2^63 and 2^63-1".into())
+        }),
+    }
+}
+
+/// Applies `by` to `value` in `direction`.
+///
+/// # Errors
+/// [`ApiError::CounterOverflow`] when the result does not fit `i64`.
+pub fn apply(value: i64, by: i64, direction: Direction) -> Result<i64, ApiError> {
+    let next = match direction {
+        Direction::Increment => value.checked_add(by),
+        Direction::Decrement => value.checked_sub(by),
+    };
+    next.ok_or_else(|| {
+        ApiError::CounterOverflow("the result does not fit a signed 64-bit integer".into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_by_with_default_one() {
+        assert_eq!(parse_by(b"").unwrap(), 1);
+        assert_eq!(parse_by(b"{}").unwrap(), 1);
+        assert_eq!(parse_by(br#"{"by": -7}"#).unwrap(), -7);
+        assert_eq!(
+            parse_by(br#"{"by": 9223372036854775807}"#).unwrap(),
+            i64::MAX
+        );
+    }
+
+    #[test]
+    fn refuses_non_integer_or_non_json_bodies() {
+        for body in [
+            &br#"{"by":"x"}"#[..],
+            b"nope",
+            br#"{"by": 1.5}"#,
+            br#"{"by": 9223372036854775808}"#,
+            b"[1]",
+            b"3",
+        ] {
+            assert_eq!(
+                parse_by(body).unwrap_err().code(),
+                "invalid_body",
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn overflow_is_refused_both_ways() {
+        assert_eq!(
+            apply(i64::MAX, 1, Direction::Increment).unwrap_err().code(),
+            "counter_overflow"
+        );
+        assert_eq!(
+            apply(i64::MIN, 1, Direction::Decrement).unwrap_err().code(),
+            "counter_overflow"
+        );
+        assert_eq!(
+            apply(0, i64::MIN, Direction::Decrement).unwrap_err().code(),
+            "counter_overflow"
+        );
+        assert_eq!(apply(5, 3, Direction::Decrement).unwrap(), 2);
+    }
+}

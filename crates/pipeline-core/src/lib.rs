@@ -1,0 +1,22 @@
+//! The decisions of the R2 hot-key write pipeline, kept free of the Workers
+//! runtime so they are tested natively and fast.
+//!
+//! The Worker crate (`src/`) is a thin adapter: it turns requests, queue
+//! messages and Durable Object events into calls on this crate and turns the
+//! answers back into HTTP, R2 and SQL operations.
+
+pub mod auth;
+pub mod coalesce;
+pub mod conditional;
+pub mod config;
+pub mod counter;
+pub mod error;
+pub mod id;
+pub mod key;
+pub mod message;
+pub mod meta;
+pub mod range;
+pub mod ratelimit;
+pub mod schedule;
+pub mod status;
+pub mod time;

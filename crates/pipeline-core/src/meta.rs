@@ -1,0 +1,460 @@
+//! The HTTP and custom metadata kept with an object.
+//!
+//! A write's metadata is taken from its request headers when it is accepted,
+//! carried through the queue and the scheduler, stored with the object in R2,
+//! and given back as response headers on a read. Doing the header mapping and
+//! its limits in one place keeps the accepting and the serving sides in
+//! agreement, and refuses a write whose metadata could not be stored before
+//! it is queued rather than when it is committed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The content type served when a write gave none.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// R2's limit on custom metadata, keys plus values, in bytes.
+pub const MAX_CUSTOM_METADATA_BYTES: usize = 8192;
+
+/// Custom metadata names the pipeline writes itself and so refuses from
+/// clients.
+pub const RESERVED_CUSTOM_KEYS: [&str; 3] = ["upload-id", "accepted-at", "committed-at"];
+
+/// Bytes of custom metadata left for the pipeline's own entries.
+pub const PIPELINE_METADATA_RESERVE: usize = 256;
+
+/// The longest value accepted for each of the HTTP metadata headers.
+const MAX_HTTP_VALUE_BYTES: usize = 1024;
+
+/// The prefix of custom metadata request and response headers.
+const CUSTOM_PREFIX: &str = "x-meta-";
+
+/// The metadata of one object: its HTTP headers and custom `X-Meta-*` pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ObjectMeta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// Custom metadata, by lower-cased name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom: BTreeMap<String, String>,
+}
+
+/// Appends `value` to a repeated header's value, the way HTTP folds them.
+fn join(slot: &mut Option<String>, value: &str) {
+    match slot {
+        Some(existing) => {
+            existing.push_str(", ");
+            existing.push_str(value);
+        }
+        None => *slot = Some(value.to_owned()),
+    }
+}
+
+/// Whether `b` may appear in a custom metadata name (an HTTP token, lower
+/// case).
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+.^_`|~-".contains(&b)
+}
+
+/// Whether `value` could be sent back as a header value: no ASCII control
+/// characters other than horizontal tab (obs-text is left alone).
+fn is_header_value(value: &str) -> bool {
+    !value
+        .chars()
+        .any(|c| matches!(c, '\0'..='\x08' | '\n'..='\x1f' | '\x7f'))
+}
+
+impl ObjectMeta {
+    /// Takes an object's metadata from a write's request headers.
+    ///
+    /// Header names are case-insensitive; a repeated header's values are
+    /// joined with `", "`; an empty HTTP metadata header counts as absent. A
+    /// missing `Content-Type` stays `None` here (see
+    /// [`ObjectMeta::content_type_or_default`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::InvalidHeader`], naming the header, when an `X-Meta-` name
+    /// is empty, not a token or reserved ([`RESERVED_CUSTOM_KEYS`]); when a
+    /// value holds control characters; when an HTTP metadata value is over
+    /// 1024 bytes; or when the custom metadata (names plus values) is over
+    /// [`MAX_CUSTOM_METADATA_BYTES`] − [`PIPELINE_METADATA_RESERVE`] bytes.
+    pub fn from_headers<'a>(
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<ObjectMeta, ApiError> {
+        let mut meta = ObjectMeta::default();
+        for (name, value) in headers {
+            if let Some(custom) = strip_prefix_ignore_case(name, CUSTOM_PREFIX) {
+                let custom = custom.to_ascii_lowercase();
+                if custom.is_empty() || !custom.bytes().all(is_name_byte) {
+                    return Err(ApiError::InvalidHeader(format!(
+                        "header '{name}': a custom metadata name must be a non-empty HTTP token"
+                    )));
+                }
+                if RESERVED_CUSTOM_KEYS.contains(&custom.as_str()) {
+                    return Err(ApiError::InvalidHeader(format!(
+                        "header '{name}': metadata '{custom}' is reserved for the pipeline"
+                    )));
+                }
+                if !is_header_value(value) {
+                    return Err(ApiError::InvalidHeader(format!(
+                        "header '{name}' holds control characters"
+                    )));
+                }
+                meta.custom
+                    .entry(custom)
+                    .and_modify(|v| {
+                        v.push_str(", ");
+                        v.push_str(value);
+                    })
+                    .or_insert_with(|| value.to_owned());
+                continue;
+            }
+            let Some(slot) = meta.http_slot(name) else {
+                continue;
+            };
+            if value.is_empty() {
+                continue;
+            }
+            if !is_header_value(value) {
+                return Err(ApiError::InvalidHeader(format!(
+                    "header '{name}' holds control characters"
+                )));
+            }
+            join(slot, value);
+        }
+        for (header, value) in meta.http_fields() {
+            if value.is_some_and(|v| v.len() > MAX_HTTP_VALUE_BYTES) {
+                return Err(ApiError::InvalidHeader(format!(
+                    "header '{header}' is longer than {MAX_HTTP_VALUE_BYTES} bytes"
+                )));
+            }
+        }
+        let custom_bytes: usize = meta.custom.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let limit = MAX_CUSTOM_METADATA_BYTES - PIPELINE_METADATA_RESERVE;
+        if custom_bytes > limit {
+            return Err(ApiError::InvalidHeader(format!(
+                "X-Meta-* headers hold {custom_bytes} bytes of names and values, more than the {limit} allowed"
+            )));
+        }
+        Ok(meta)
+    }
+
+    /// The content type to serve: the stored one, else
+    /// [`DEFAULT_CONTENT_TYPE`].
+    #[must_use]
+    pub fn content_type_or_default(&self) -> &str {
+        self.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE)
+    }
+
+    /// The headers a read answers with for this metadata: `Content-Type`
+    /// (default applied), the other HTTP headers that are set, and
+    /// `X-Meta-<name>` for each custom entry.
+    #[must_use]
+    pub fn response_headers(&self) -> Vec<(String, String)> {
+        let mut out = vec![(
+            "Content-Type".to_owned(),
+            self.content_type_or_default().to_owned(),
+        )];
+        out.extend(
+            self.http_fields()
+                .into_iter()
+                .skip(1)
+                .filter_map(|(name, value)| Some((name.to_owned(), value?.to_owned()))),
+        );
+        out.extend(
+            self.custom
+                .iter()
+                .map(|(k, v)| (format!("X-Meta-{k}"), v.clone())),
+        );
+        out
+    }
+
+    /// The HTTP metadata fields with their canonical header names,
+    /// `Content-Type` first.
+    fn http_fields(&self) -> [(&'static str, Option<&str>); 5] {
+        [
+            ("Content-Type", self.content_type.as_deref()),
+            ("Content-Encoding", self.content_encoding.as_deref()),
+            ("Content-Language", self.content_language.as_deref()),
+            ("Content-Disposition", self.content_disposition.as_deref()),
+            ("Cache-Control", self.cache_control.as_deref()),
+        ]
+    }
+
+    /// The field that keeps the HTTP header `name`, if it is one kept.
+    fn http_slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+        let is = |canonical: &str| name.eq_ignore_ascii_case(canonical);
+        if is("content-type") {
+            Some(&mut self.content_type)
+        } else if is("content-encoding") {
+            Some(&mut self.content_encoding)
+        } else if is("content-language") {
+            Some(&mut self.content_language)
+        } else if is("content-disposition") {
+            Some(&mut self.content_disposition)
+        } else if is("cache-control") {
+            Some(&mut self.cache_control)
+        } else {
+            None
+        }
+    }
+}
+
+/// `s` without its leading `prefix`, compared ASCII case-insensitively.
+fn strip_prefix_ignore_case<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| s.get(prefix.len()..))
+        .flatten()
+}
+
+/// Checks an `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+///
+/// # Errors
+///
+/// [`ApiError::InvalidHeader`] when the value is empty, longer than 255
+/// bytes, or holds anything outside `0x21..=0x7E`.
+pub fn validate_idempotency_key(value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > 255 || !value.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(ApiError::InvalidHeader(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::btree_map;
+    use proptest::prelude::*;
+
+    fn invalid_header(r: Result<ObjectMeta, ApiError>) -> bool {
+        matches!(r, Err(ApiError::InvalidHeader(_)))
+    }
+
+    #[test]
+    fn takes_kept_headers_case_insensitively() {
+        let meta = ObjectMeta::from_headers([
+            ("Content-Type", "text/plain"),
+            ("CONTENT-ENCODING", "gzip"),
+            ("content-language", "fr"),
+            ("Content-Disposition", "attachment"),
+            ("Cache-Control", "no-cache"),
+            ("X-Meta-Owner", "Alice"),
+            ("x-meta-TAG", "a"),
+            ("X-Meta-tag", "b"),
+            ("Authorization", "Bearer t"),
+            ("Content-Length", "5"),
+        ]);
+        let mut custom = BTreeMap::new();
+        custom.insert("owner".to_owned(), "Alice".to_owned());
+        custom.insert("tag".to_owned(), "a, b".to_owned());
+        assert_eq!(
+            meta,
+            Ok(ObjectMeta {
+                content_type: Some("text/plain".into()),
+                content_encoding: Some("gzip".into()),
+                content_language: Some("fr".into()),
+                content_disposition: Some("attachment".into()),
+                cache_control: Some("no-cache".into()),
+                custom,
+            })
+        );
+    }
+
+    #[test]
+    fn repeated_http_headers_are_joined() {
+        let meta = ObjectMeta::from_headers([
+            ("cache-control", "no-cache"),
+            ("Cache-Control", "no-store"),
+        ]);
+        assert_eq!(
+            meta.map(|m| m.cache_control),
+            Ok(Some("no-cache, no-store".into()))
+        );
+    }
+
+    #[test]
+    fn default_content_type() {
+        let meta = ObjectMeta::default();
+        assert_eq!(meta.content_type_or_default(), DEFAULT_CONTENT_TYPE);
+        assert_eq!(
+            meta.response_headers(),
+            vec![("Content-Type".to_owned(), DEFAULT_CONTENT_TYPE.to_owned())]
+        );
+        assert_eq!(
+            ObjectMeta::from_headers([("content-type", "")]),
+            Ok(ObjectMeta::default())
+        );
+    }
+
+    #[test]
+    fn refuses_bad_custom_names() {
+        assert!(invalid_header(ObjectMeta::from_headers([("X-Meta-", "v")])));
+        assert!(invalid_header(ObjectMeta::from_headers([(
+            "X-Meta-a b",
+            "v"
+        )])));
+        assert!(invalid_header(ObjectMeta::from_headers([(
+            "X-Meta-a/b",
+            "v"
+        )])));
+        assert!(invalid_header(ObjectMeta::from_headers([(
+            "X-Meta-é",
+            "v"
+        )])));
+        for reserved in RESERVED_CUSTOM_KEYS {
+            let name = format!("X-Meta-{}", reserved.to_uppercase());
+            assert!(invalid_header(ObjectMeta::from_headers([(
+                name.as_str(),
+                "v"
+            )])));
+        }
+        assert!(ObjectMeta::from_headers([("X-Meta-a!#$%&'*+.^_`|~-9", "v")]).is_ok());
+    }
+
+    #[test]
+    fn refuses_control_characters() {
+        assert!(invalid_header(ObjectMeta::from_headers([(
+            "X-Meta-a", "x\ny"
+        )])));
+        assert!(invalid_header(ObjectMeta::from_headers([(
+            "Content-Type",
+            "x\ry"
+        )])));
+        assert!(ObjectMeta::from_headers([("X-Meta-a", "x\ty")]).is_ok());
+        assert!(invalid_header(ObjectMeta::from_headers([(
+            "X-Meta-a", "x\u{7f}"
+        )])));
+        // Latin-1 decoded UTF-8 (obs-text) passes through untouched.
+        assert!(ObjectMeta::from_headers([("X-Meta-a", "\u{e2}\u{80}\u{a6}")]).is_ok());
+    }
+
+    #[test]
+    fn enforces_sizes() {
+        let at_limit = "t".repeat(MAX_HTTP_VALUE_BYTES);
+        let over = "t".repeat(MAX_HTTP_VALUE_BYTES + 1);
+        assert!(ObjectMeta::from_headers([("Content-Type", at_limit.as_str())]).is_ok());
+        assert!(invalid_header(ObjectMeta::from_headers([(
+            "Content-Type",
+            over.as_str()
+        )])));
+        // Joined values count together.
+        let half = "t".repeat(600);
+        assert!(invalid_header(ObjectMeta::from_headers([
+            ("Cache-Control", half.as_str()),
+            ("Cache-Control", half.as_str()),
+        ])));
+
+        let budget = MAX_CUSTOM_METADATA_BYTES - PIPELINE_METADATA_RESERVE;
+        let fits = "v".repeat(budget - 1);
+        let too_big = "v".repeat(budget);
+        assert!(ObjectMeta::from_headers([("X-Meta-k", fits.as_str())]).is_ok());
+        assert!(invalid_header(ObjectMeta::from_headers([(
+            "X-Meta-k",
+            too_big.as_str()
+        )])));
+    }
+
+    #[test]
+    fn json_is_compact() {
+        assert_eq!(
+            serde_json::to_string(&ObjectMeta::default())
+                .ok()
+                .as_deref(),
+            Some("{}")
+        );
+        let meta = ObjectMeta {
+            content_type: Some("text/plain".into()),
+            ..ObjectMeta::default()
+        };
+        let json = serde_json::to_string(&meta).unwrap_or_default();
+        assert_eq!(json, r#"{"content_type":"text/plain"}"#);
+        assert_eq!(serde_json::from_str::<ObjectMeta>(&json).ok(), Some(meta));
+        assert_eq!(
+            serde_json::from_str::<ObjectMeta>("{}").ok(),
+            Some(ObjectMeta::default())
+        );
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        assert_eq!(validate_idempotency_key("abc-123_!~"), Ok(()));
+        assert_eq!(validate_idempotency_key(&"k".repeat(255)), Ok(()));
+        for bad in ["", "a b", "é", "a\t", &"k".repeat(256)] {
+            assert!(
+                matches!(
+                    validate_idempotency_key(bad),
+                    Err(ApiError::InvalidHeader(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    fn http_value() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("[ -~]{1,40}")
+    }
+
+    fn any_meta() -> impl Strategy<Value = ObjectMeta> {
+        (
+            http_value(),
+            http_value(),
+            http_value(),
+            http_value(),
+            http_value(),
+            btree_map("[a-z0-9!#$%&'*+.^_`|~-]{1,20}", "[ -~\t]{0,40}", 0..8),
+        )
+            .prop_map(|(ct, ce, cl, cd, cc, custom)| ObjectMeta {
+                content_type: ct,
+                content_encoding: ce,
+                content_language: cl,
+                content_disposition: cd,
+                cache_control: cc,
+                custom: custom
+                    .into_iter()
+                    .filter(|(k, _)| !RESERVED_CUSTOM_KEYS.contains(&k.as_str()))
+                    .collect(),
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn response_headers_round_trip(meta in any_meta()) {
+            let headers = meta.response_headers();
+            let parsed = ObjectMeta::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let expected = ObjectMeta {
+                content_type: Some(meta.content_type_or_default().to_owned()),
+                ..meta.clone()
+            };
+            prop_assert_eq!(parsed, Ok(expected));
+        }
+
+        #[test]
+        fn json_round_trip(meta in any_meta()) {
+            let json = serde_json::to_string(&meta).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(serde_json::from_str::<ObjectMeta>(&json).ok(), Some(meta));
+        }
+
+        #[test]
+        fn from_headers_never_panics(headers in proptest::collection::vec(("\\PC{0,12}", "\\PC{0,12}"), 0..8)) {
+            let _ = ObjectMeta::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+    }
+}

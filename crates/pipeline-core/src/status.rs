@@ -1,0 +1,161 @@
+//! Upload statuses: the states an accepted write moves through and their
+//! JSON shape on `GET /uploads/{id}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::time::rfc3339_ms;
+
+/// Where an accepted write is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadState {
+    /// Accepted, not yet taken by the key's scheduler.
+    Queued,
+    /// Held by the scheduler, waiting for its write slot.
+    Scheduled,
+    /// Written to R2 (terminal).
+    Committed,
+    /// Made unnecessary by a newer write to the key (terminal).
+    Superseded,
+    /// Could not be written (terminal).
+    Failed,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Queued => "queued",
+            UploadState::Scheduled => "scheduled",
+            UploadState::Committed => "committed",
+            UploadState::Superseded => "superseded",
+            UploadState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => UploadState::Queued,
+            "scheduled" => UploadState::Scheduled,
+            "committed" => UploadState::Committed,
+            "superseded" => UploadState::Superseded,
+            "failed" => UploadState::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            UploadState::Committed | UploadState::Superseded | UploadState::Failed
+        )
+    }
+}
+
+/// Everything the status route reports about one id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadStatus {
+    pub id: String,
+    pub key: String,
+    pub state: UploadState,
+    pub accepted_ms: i64,
+    pub size: u64,
+    #[serde(default)]
+    pub not_before_ms: Option<i64>,
+    #[serde(default)]
+    pub committed_ms: Option<i64>,
+    #[serde(default)]
+    pub etag: Option<String>,
+    #[serde(default)]
+    pub superseded_by: Option<String>,
+    #[serde(default)]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+impl UploadStatus {
+    /// The contract's JSON for this status: common fields plus the ones of
+    /// its state.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(self.id));
+        m.insert("key".into(), json!(self.key));
+        m.insert("state".into(), json!(self.state.as_str()));
+        m.insert("accepted_at".into(), json!(rfc3339_ms(self.accepted_ms)));
+        m.insert("size".into(), json!(self.size));
+        match self.state {
+            UploadState::Queued => {}
+            UploadState::Scheduled => {
+                if let Some(t) = self.not_before_ms {
+                    m.insert("not_before".into(), json!(rfc3339_ms(t)));
+                }
+            }
+            UploadState::Committed => {
+                if let Some(t) = self.committed_ms {
+                    m.insert("committed_at".into(), json!(rfc3339_ms(t)));
+                }
+                if let Some(e) = &self.etag {
+                    m.insert("etag".into(), json!(e));
+                }
+            }
+            UploadState::Superseded => {
+                m.insert("superseded_by".into(), json!(self.superseded_by));
+            }
+            UploadState::Failed => {
+                m.insert(
+                    "error".into(),
+                    json!({
+                        "code": self.error_code.as_deref().unwrap_or("write_failed"),
+                        "message": self.error_message.as_deref().unwrap_or("the write failed"),
+                    }),
+                );
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: UploadState) -> UploadStatus {
+        UploadStatus {
+            id: "i".into(),
+            key: "k".into(),
+            state,
+            accepted_ms: 1000,
+            size: 3,
+            not_before_ms: Some(2000),
+            committed_ms: Some(3000),
+            etag: Some("e".into()),
+            superseded_by: Some("j".into()),
+            error_code: Some("r2_write_failed".into()),
+            error_message: Some("boom".into()),
+        }
+    }
+
+    #[test]
+    fn each_state_shows_only_its_own_fields() {
+        let q = status(UploadState::Queued).to_json();
+        assert_eq!(q["state"], "queued");
+        assert_eq!(q["accepted_at"], "1970-01-01T00:00:01.000Z");
+        assert!(q.get("committed_at").is_none() && q.get("not_before").is_none());
+        let s = status(UploadState::Scheduled).to_json();
+        assert_eq!(s["not_before"], "1970-01-01T00:00:02.000Z");
+        let c = status(UploadState::Committed).to_json();
+        assert_eq!(c["committed_at"], "1970-01-01T00:00:03.000Z");
+        assert_eq!(c["etag"], "e");
+        assert!(c.get("superseded_by").is_none());
+        assert_eq!(
+            status(UploadState::Superseded).to_json()["superseded_by"],
+            "j"
+        );
+        let f = status(UploadState::Failed).to_json();
+        assert_eq!(f["error"]["code"], "r2_write_failed");
+        for st in ["queued", "scheduled", "committed", "superseded", "failed"] {
+            assert_eq!(UploadState::parse(st).map(UploadState::as_str), Some(st));
+        }
+    }
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what the project needs and is missing, pinned, into ignored
+# project folders (.tools/, node_modules/). Idempotent: a second run only
+# checks versions and prints "present" for each tool.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+# 1. The wasm target for the toolchain in use.
+if rustup target list --installed 2>/dev/null | grep -qx "$WASM_TARGET"; then
+  log "present: rust target $WASM_TARGET"
+else
+  log "installing rust target $WASM_TARGET"
+  rustup target add "$WASM_TARGET"
+fi
+
+# 2. worker-build, the build driver, at the pinned version.
+if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" = "$WORKER_BUILD_VERSION" ]; then
+  log "present: worker-build $WORKER_BUILD_VERSION"
+else
+  log "installing worker-build $WORKER_BUILD_VERSION (about 2.5 min cold)"
+  cargo install --root "$ROOT/.tools" worker-build --version "=$WORKER_BUILD_VERSION" --locked
+fi
+
+# 3. wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock, so
+#    worker-build never tries to download one.
+want_wb=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
+if [ "$("$WASM_BINDGEN_BIN" --version 2>/dev/null | awk '{print $2}')" = "$want_wb" ]; then
+  log "present: wasm-bindgen-cli $want_wb"
+else
+  log "installing wasm-bindgen-cli $want_wb (about 1.5 min cold)"
+  # --locked fails for this crate here (a locked dependency is missing from
+  # the registry); fall back to a fresh resolution of its dependencies.
+  cargo install --root "$ROOT/.tools" wasm-bindgen-cli --version "=$want_wb" --locked \
+    || cargo install --root "$ROOT/.tools" wasm-bindgen-cli --version "=$want_wb"
+fi
+
+# 4. wrangler (with workerd and esbuild) and binaryen's wasm-opt, exactly as
+#    package-lock.json pins them.
+want_wr=$(node -p 'require("./package-lock.json").packages["node_modules/wrangler"].version')
+have_wr=$(node -p 'try{require("./node_modules/wrangler/package.json").version}catch(e){""}' 2>/dev/null || true)
+if [ "$have_wr" = "$want_wr" ] && [ -x node_modules/.bin/wasm-opt ]; then
+  log "present: wrangler $want_wr, wasm-opt"
+else
+  log "installing wrangler $want_wr and binaryen from package-lock.json"
+  npm ci --no-audit --no-fund
+fi

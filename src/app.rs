@@ -1,0 +1,119 @@
+//! The per-request view of the deployment: settings, secrets and bindings,
+//! with typed errors instead of runtime ones.
+
+use pipeline_core::auth::check_bearer;
+use pipeline_core::config::Settings;
+use pipeline_core::error::ApiError;
+use pipeline_core::id::IdSealer;
+use worker::{Bucket, Env, Queue, Request, Stub};
+
+use crate::http::internal;
+
+/// Bindings and settings of this deployment.
+pub struct App {
+    pub env: Env,
+    pub settings: Settings,
+}
+
+impl App {
+    /// Reads the settings from the env vars.
+    ///
+    /// # Errors
+    /// [`ApiError::Internal`] for a var that is set but invalid.
+    pub fn new(env: Env) -> Result<Self, ApiError> {
+        let settings = Settings::from_vars(|k| env.var(k).ok().map(|v| v.to_string()))?;
+        Ok(Self { env, settings })
+    }
+
+    /// A secret (or, under `wrangler dev --var`, a plain var) by name.
+    fn secret(&self, name: &str) -> Option<String> {
+        self.env
+            .secret(name)
+            .ok()
+            .map(|s| s.to_string())
+            .or_else(|| self.env.var(name).ok().map(|v| v.to_string()))
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The bearer check for requests that change state.
+    ///
+    /// # Errors
+    /// [`ApiError::Unauthorized`], also when no `API_TOKEN` is configured.
+    pub fn require_token(&self, req: &Request) -> Result<(), ApiError> {
+        let header = req.headers().get("Authorization").ok().flatten();
+        check_bearer(header.as_deref(), self.secret("API_TOKEN").as_deref())
+    }
+
+    /// The check for reads: none unless `PUBLIC_READS` is `"false"`.
+    ///
+    /// # Errors
+    /// As [`App::require_token`] when reads are private.
+    pub fn require_read(&self, req: &Request) -> Result<(), ApiError> {
+        if self.settings.public_reads {
+            Ok(())
+        } else {
+            self.require_token(req)
+        }
+    }
+
+    /// Seals and opens upload ids. The key comes from `ID_SECRET`, or from
+    /// `API_TOKEN` when that is not set (rotating it then voids open ids).
+    ///
+    /// # Errors
+    /// [`ApiError::Unauthorized`] when neither secret is configured.
+    pub fn sealer(&self) -> Result<IdSealer, ApiError> {
+        self.secret("ID_SECRET")
+            .or_else(|| self.secret("API_TOKEN"))
+            .map(|s| IdSealer::new(s.as_bytes()))
+            .ok_or_else(|| ApiError::Unauthorized("no API_TOKEN configured".into()))
+    }
+
+    /// The R2 bucket.
+    ///
+    /// # Errors
+    /// [`ApiError::Internal`] when the binding is missing.
+    pub fn bucket(&self) -> Result<Bucket, ApiError> {
+        self.env
+            .bucket("BUCKET")
+            .map_err(|e| internal("BUCKET binding", e))
+    }
+
+    /// The upload queue.
+    ///
+    /// # Errors
+    /// [`ApiError::QueueUnavailable`] when the binding is missing.
+    pub fn queue(&self) -> Result<Queue, ApiError> {
+        self.env
+            .queue("UPLOADS")
+            .map_err(|e| ApiError::QueueUnavailable(format!("UPLOADS binding: {e}")))
+    }
+
+    /// The scheduler of an object key.
+    ///
+    /// # Errors
+    /// [`ApiError::Internal`] when the binding is missing.
+    pub fn scheduler(&self, key: &str) -> Result<Stub, ApiError> {
+        scheduler(&self.env, key)
+    }
+
+    /// The object of a counter name.
+    ///
+    /// # Errors
+    /// [`ApiError::Internal`] when the binding is missing.
+    pub fn counter(&self, name: &str) -> Result<Stub, ApiError> {
+        self.env
+            .durable_object("COUNTERS")
+            .and_then(|ns| ns.get_by_name(name))
+            .map_err(|e| internal("COUNTERS binding", e))
+    }
+}
+
+/// The scheduler of an object key (one Durable Object per key).
+///
+/// # Errors
+/// [`ApiError::Internal`] when the binding is missing.
+pub fn scheduler(env: &Env, key: &str) -> Result<Stub, ApiError> {
+    env.durable_object("SCHEDULER")
+        .and_then(|ns| ns.get_by_name(key))
+        .map_err(|e| internal("SCHEDULER binding", e))
+}

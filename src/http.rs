@@ -1,0 +1,143 @@
+//! HTTP plumbing shared by every route: JSON and error responses, CORS, the
+//! request id and one structured log line per request.
+//!
+//! Errors are rendered here and only here: a handler returns
+//! [`pipeline_core::error::ApiError`] and [`error_response`] gives it the
+//! contract's status and `{"error": {"code", "message"}}` body.
+
+use pipeline_core::config::AllowedOrigins;
+use pipeline_core::error::ApiError;
+use worker::{Headers, Response};
+
+/// Headers the browser may read, per the contract.
+pub const EXPOSE_HEADERS: &str = "ETag, Location, Retry-After, Content-Range, X-Pipeline-State, \
+X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-RateLimit-Reset-After-Ms, X-Request-Id";
+/// Methods the API answers to.
+pub const ALLOW_METHODS: &str = "GET, HEAD, PUT, POST, DELETE, OPTIONS";
+/// Request headers a browser may send.
+pub const ALLOW_HEADERS: &str = "Authorization, Content-Type, Content-Encoding, Content-Language, \
+Content-Disposition, Cache-Control, Idempotency-Key, If-Match, If-None-Match, If-Modified-Since, \
+If-Unmodified-Since, If-Range, Range, X-Meta-*";
+
+/// What a handler returns: a response or an API error.
+pub type ApiResult<T = Response> = std::result::Result<T, ApiError>;
+
+/// Maps a runtime error to a 500 without leaking internals beyond a reason.
+pub fn internal(context: &str, err: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(format!("{context}: {err}"))
+}
+
+/// A JSON response with `status`.
+pub fn json(status: u16, value: &serde_json::Value) -> ApiResult {
+    let body = serde_json::to_vec(value).map_err(|e| internal("encoding JSON", e))?;
+    let headers = Headers::new();
+    set(&headers, "Content-Type", "application/json; charset=utf-8")?;
+    Ok(Response::from_bytes(body)
+        .map_err(|e| internal("building response", e))?
+        .with_status(status)
+        .with_headers(headers))
+}
+
+/// An empty response with `status`.
+pub fn empty(status: u16) -> ApiResult {
+    Ok(Response::empty()
+        .map_err(|e| internal("building response", e))?
+        .with_status(status))
+}
+
+/// Sets a header, mapping the runtime's error.
+pub fn set(headers: &Headers, name: &str, value: &str) -> ApiResult<()> {
+    headers
+        .set(name, value)
+        .map_err(|e| internal("setting a header", e))
+}
+
+/// The contract's error response, with the headers each error needs.
+pub fn error_response(err: &ApiError) -> Response {
+    let fallback = || {
+        Response::empty()
+            .unwrap_or_else(|_| Response::builder().empty())
+            .with_status(err.status())
+    };
+    let body = serde_json::to_vec(&err.body()).unwrap_or_default();
+    let mut resp = match Response::from_bytes(body) {
+        Ok(r) => r.with_status(err.status()),
+        Err(_) => fallback(),
+    };
+    let h = resp.headers_mut();
+    let _ = h.set("Content-Type", "application/json; charset=utf-8");
+    match err {
+        ApiError::Unauthorized(_) => {
+            let _ = h.set("WWW-Authenticate", "Bearer");
+        }
+        ApiError::QueueUnavailable(_) | ApiError::Unavailable(_) => {
+            let _ = h.set("Retry-After", "5");
+        }
+        ApiError::MethodNotAllowed(allow) => {
+            let _ = h.set("Allow", allow_of(allow));
+        }
+        _ => {}
+    }
+    resp
+}
+
+/// `405` carries its `Allow` list inside the message after `allowed: `.
+fn allow_of(message: &str) -> &str {
+    message
+        .rsplit_once("allowed: ")
+        .map(|(_, a)| a)
+        .unwrap_or(ALLOW_METHODS)
+}
+
+/// Builds the `405` for a known path.
+pub fn method_not_allowed(allow: &str) -> ApiError {
+    ApiError::MethodNotAllowed(format!("method not allowed on this path; allowed: {allow}"))
+}
+
+/// Adds the CORS headers every response carries.
+pub fn add_cors(resp: &mut Response, origins: &AllowedOrigins, origin: Option<&str>) {
+    let h = resp.headers_mut();
+    if let Some(allow) = origins.allow_origin(origin) {
+        let _ = h.set("Access-Control-Allow-Origin", &allow);
+        if allow != "*" {
+            let _ = h.append("Vary", "Origin");
+        }
+    }
+    let _ = h.set("Access-Control-Expose-Headers", EXPOSE_HEADERS);
+}
+
+/// The `204` answer to a CORS preflight.
+pub fn preflight() -> ApiResult {
+    let resp = empty(204)?;
+    let h = resp.headers();
+    set(h, "Access-Control-Allow-Methods", ALLOW_METHODS)?;
+    set(h, "Access-Control-Allow-Headers", ALLOW_HEADERS)?;
+    set(h, "Access-Control-Max-Age", "86400")?;
+    set(h, "Allow", ALLOW_METHODS)?;
+    Ok(resp)
+}
+
+/// Random bytes from the runtime's CSPRNG.
+///
+/// # Errors
+/// [`ApiError::Internal`] if the runtime cannot provide randomness.
+pub fn random_bytes<const N: usize>() -> ApiResult<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::getrandom(&mut b).map_err(|e| internal("random source", e))?;
+    Ok(b)
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Milliseconds since the Unix epoch, from the runtime's clock.
+pub fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
+}
+
+/// One structured log line.
+pub fn log(fields: serde_json::Value) {
+    worker::console_log!("{}", fields);
+}

@@ -1,0 +1,175 @@
+//! R2 hot-key write pipeline: a Cloudflare Worker that keeps every object
+//! key under R2's one-write-per-second limit.
+//!
+//! An upload travels: [`producer`] (validate, stamp, enqueue, `202`) →
+//! the queue → [`consumer`] (coalesce per key) → [`objects::key_scheduler`]
+//! (order, space, commit to R2). The synchronous paths ([`reads`],
+//! [`counters`], [`uploads`], `?mode=sync` in [`producer::sync`]) answer in
+//! the request. This file holds only the entry points and the routing.
+
+mod app;
+#[cfg(feature = "test-routes")]
+mod bench;
+mod consumer;
+mod counters;
+mod http;
+mod objects;
+mod producer;
+mod reads;
+mod uploads;
+
+use pipeline_core::error::ApiError;
+use pipeline_core::id::WriteOp;
+use serde_json::json;
+use worker::{event, Context, Env, MessageBatch, Method, Request, Response};
+
+use crate::app::App;
+use crate::counters::CounterOp;
+use crate::http::{log, method_not_allowed, now_ms, ApiResult};
+use crate::producer::{Delivery, Mode};
+
+pub use objects::counter::Counter;
+pub use objects::key_scheduler::KeyScheduler;
+pub use objects::stats_shard::StatsShard;
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let started = now_ms();
+    let request_id = http::random_bytes::<8>()
+        .map(|b| http::hex(&b))
+        .unwrap_or_default();
+    let method = req.method();
+    let path = req.path();
+    let origin = req.headers().get("Origin").ok().flatten();
+    let app = App::new(env);
+    let allowed = app
+        .as_ref()
+        .map(|a| a.settings.allowed_origins.clone())
+        .unwrap_or(pipeline_core::config::AllowedOrigins::Any);
+    let result = match app {
+        Ok(app) => route(&app, &ctx, req).await,
+        Err(e) => Err(e),
+    };
+    let (mut resp, code) = match result {
+        Ok(r) => (r, None),
+        Err(e) => (http::error_response(&e), Some(e.code())),
+    };
+    http::add_cors(&mut resp, &allowed, origin.as_deref());
+    let _ = resp.headers_mut().set("X-Request-Id", &request_id);
+    log(json!({
+        "level": if resp.status_code() >= 500 { "error" } else { "info" },
+        "request_id": request_id, "method": method.to_string(), "path": path,
+        "status": resp.status_code(), "code": code, "ms": now_ms() - started,
+    }));
+    Ok(resp)
+}
+
+#[event(queue)]
+async fn queue(
+    batch: MessageBatch<serde_json::Value>,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<()> {
+    if batch.queue().ends_with("-dlq") {
+        consumer::dead_letter::handle_batch(&batch, &env).await;
+    } else {
+        consumer::handle_batch(&batch, &env).await;
+    }
+    Ok(())
+}
+
+/// Routes a request to its handler; the contract's `404`/`405` otherwise.
+async fn route(app: &App, ctx: &Context, req: Request) -> ApiResult {
+    let method = req.method();
+    let path = req.path();
+    if method == Method::Options {
+        return http::preflight();
+    }
+    let changes_state = matches!(method, Method::Put | Method::Post | Method::Delete);
+    #[cfg(feature = "test-routes")]
+    if let Some(r) = bench::route(
+        app,
+        ctx,
+        req.clone().map_err(|e| http::internal("clone", e))?,
+        &path,
+    )
+    .await
+    {
+        return r;
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
+    match segments.as_slice() {
+        ["healthz"] => match method {
+            Method::Get | Method::Head => http::json(200, &json!({"ok": true})),
+            _ => Err(method_not_allowed("GET, HEAD")),
+        },
+        ["stats"] => match method {
+            Method::Get | Method::Head => {
+                app.require_read(&req)?;
+                let totals = objects::stats_shard::read_all(&app.env).await?;
+                http::json(200, &totals.to_json())
+            }
+            _ => Err(method_not_allowed("GET, HEAD")),
+        },
+        ["objects"] => match method {
+            Method::Get | Method::Head => {
+                app.require_read(&req)?;
+                reads::list(app, &req).await
+            }
+            _ => Err(method_not_allowed("GET, HEAD")),
+        },
+        ["objects", raw_key] => {
+            let raw_key = raw_key.to_string();
+            match method {
+                Method::Get | Method::Head => {
+                    app.require_read(&req)?;
+                    reads::get(app, &req, &raw_key, method == Method::Head).await
+                }
+                Method::Put | Method::Delete => {
+                    app.require_token(&req)?;
+                    let op = if method == Method::Put {
+                        WriteOp::Put
+                    } else {
+                        WriteOp::Delete
+                    };
+                    match producer::parse_mode(&req)? {
+                        Mode::Async => {
+                            producer::accept(app, ctx, req, &raw_key, op, Delivery::default()).await
+                        }
+                        Mode::Sync => producer::sync::write(app, req, &raw_key, op).await,
+                    }
+                }
+                _ => Err(method_not_allowed("GET, HEAD, PUT, DELETE")),
+            }
+        }
+        ["uploads", id] if !id.is_empty() && !id.contains('/') => match method {
+            Method::Get | Method::Head => {
+                app.require_read(&req)?;
+                uploads::status(app, &req, id).await
+            }
+            _ => Err(method_not_allowed("GET, HEAD")),
+        },
+        ["counters", rest] => {
+            let (name, action) = match rest.split_once('/') {
+                Some((name, action)) => (name, Some(action)),
+                None => (*rest, None),
+            };
+            let op = match (action, &method) {
+                (None, Method::Get | Method::Head) => CounterOp::Read,
+                (None, Method::Delete) => CounterOp::Reset,
+                (None, _) => return Err(method_not_allowed("GET, HEAD, DELETE")),
+                (Some("increment"), Method::Post) => CounterOp::Increment,
+                (Some("decrement"), Method::Post) => CounterOp::Decrement,
+                (Some("increment" | "decrement"), _) => return Err(method_not_allowed("POST")),
+                (Some(_), _) => return Err(ApiError::NotFound(format!("no route for {path}"))),
+            };
+            if changes_state {
+                app.require_token(&req)?;
+            } else {
+                app.require_read(&req)?;
+            }
+            counters::serve(app, req, name, op).await
+        }
+        _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+    }
+}

@@ -1,0 +1,89 @@
+//! Small helpers over Durable Object SQLite storage: reading rows without
+//! `one()` (which hangs on zero rows, see TOOLCHAIN.md) and a key-value
+//! table for JSON documents.
+
+use pipeline_core::error::ApiError;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use worker::{SqlStorage, SqlStorageValue};
+
+use crate::http::internal;
+
+/// Runs a statement that returns no rows.
+///
+/// # Errors
+/// [`ApiError::Internal`] with the statement's error.
+pub fn exec(sql: &SqlStorage, query: &str, params: Vec<SqlStorageValue>) -> Result<(), ApiError> {
+    sql.exec(query, params)
+        .map(|_| ())
+        .map_err(|e| internal("sql", e))
+}
+
+/// Runs a query and decodes every row.
+///
+/// # Errors
+/// [`ApiError::Internal`] with the query's or the decoding's error.
+pub fn rows<T: DeserializeOwned>(
+    sql: &SqlStorage,
+    query: &str,
+    params: Vec<SqlStorageValue>,
+) -> Result<Vec<T>, ApiError> {
+    sql.exec(query, params)
+        .and_then(|c| c.to_array::<T>())
+        .map_err(|e| internal("sql", e))
+}
+
+/// The first row of a query, if any.
+///
+/// # Errors
+/// As [`rows`].
+pub fn first<T: DeserializeOwned>(
+    sql: &SqlStorage,
+    query: &str,
+    params: Vec<SqlStorageValue>,
+) -> Result<Option<T>, ApiError> {
+    Ok(rows(sql, query, params)?.into_iter().next())
+}
+
+#[derive(Deserialize)]
+struct Doc {
+    v: String,
+}
+
+/// Creates the `kv` table of JSON documents.
+///
+/// # Errors
+/// As [`exec`].
+pub fn create_kv(sql: &SqlStorage) -> Result<(), ApiError> {
+    exec(
+        sql,
+        "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+        vec![],
+    )
+}
+
+/// Reads a JSON document from `kv`.
+///
+/// # Errors
+/// As [`rows`], or a document that no longer decodes.
+pub fn get_doc<T: DeserializeOwned>(sql: &SqlStorage, k: &str) -> Result<Option<T>, ApiError> {
+    match first::<Doc>(sql, "SELECT v FROM kv WHERE k = ?", vec![k.into()])? {
+        None => Ok(None),
+        Some(d) => serde_json::from_str(&d.v)
+            .map(Some)
+            .map_err(|e| internal("stored document", e)),
+    }
+}
+
+/// Writes a JSON document to `kv`.
+///
+/// # Errors
+/// As [`exec`].
+pub fn put_doc<T: Serialize>(sql: &SqlStorage, k: &str, v: &T) -> Result<(), ApiError> {
+    let text = serde_json::to_string(v).map_err(|e| internal("encoding a document", e))?;
+    exec(
+        sql,
+        "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+        vec![k.into(), text.into()],
+    )
+}

@@ -1,0 +1,325 @@
+//! The producer: `PUT`/`DELETE /objects/{key}` validate, stamp and enqueue
+//! a write and answer `202` at once with a status URL.
+//!
+//! The common path makes exactly one round trip: the queue send. Bodies
+//! that fit a message travel in it; larger ones are streamed to R2 under
+//! the reserved staging prefix first (never held whole in memory) and
+//! removed again if the send fails. An `Idempotency-Key` adds one call to
+//! the key's scheduler, which remembers the key for 24 h.
+//!
+//! `?mode=sync` writes are handed to [`sync`] instead.
+
+pub mod stats;
+pub mod sync;
+
+use futures_util::StreamExt;
+use pipeline_core::config::INLINE_BODY_MAX_BYTES;
+use pipeline_core::error::ApiError;
+use pipeline_core::id::{Claims, WriteOp};
+use pipeline_core::key::decode_key;
+use pipeline_core::message::{BodyRef, WriteMessage, MESSAGE_VERSION, STAGING_PREFIX};
+use pipeline_core::meta::{validate_idempotency_key, ObjectMeta};
+use pipeline_core::time::rfc3339_ms;
+use serde_json::json;
+use wasm_bindgen::JsValue;
+use worker::{Context, Data, Method, QueueContentType, RawMessageBuilder, Request};
+
+use crate::app::App;
+use crate::http::{self, hex, internal, now_ms, random_bytes, ApiResult};
+use crate::objects::call;
+use crate::objects::protocol::{IdempotencyRequest, IdempotencyResponse};
+
+/// How a write is to be made (`?mode=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Async,
+    Sync,
+}
+
+/// Test-only knobs of the async path (benchmark and fault tests): a send
+/// delay (a late, older write) and extra copies (duplicate deliveries).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Delivery {
+    pub delay_seconds: u32,
+    pub copies: u32,
+}
+
+/// Reads `?mode=`; any other query parameter is refused.
+///
+/// # Errors
+/// [`ApiError::InvalidParameter`] for an unknown mode or parameter.
+pub fn parse_mode(req: &Request) -> Result<Mode, ApiError> {
+    let url = req.url().map_err(|e| internal("request url", e))?;
+    let mut mode = Mode::Async;
+    for (k, v) in url.query_pairs() {
+        match (k.as_ref(), v.as_ref()) {
+            ("mode", "async") => mode = Mode::Async,
+            ("mode", "sync") => mode = Mode::Sync,
+            ("mode", other) => {
+                return Err(ApiError::InvalidParameter(format!(
+                    "unknown mode `{other}`; use `async` or `sync`"
+                )))
+            }
+            (other, _) => {
+                return Err(ApiError::InvalidParameter(format!(
+                    "unknown query parameter `{other}`"
+                )))
+            }
+        }
+    }
+    Ok(mode)
+}
+
+/// A validated write request, before its body is taken.
+pub struct Incoming {
+    pub key: String,
+    pub op: WriteOp,
+    pub meta: ObjectMeta,
+    pub idempotency_key: Option<String>,
+    /// The declared body length, when the request has one.
+    pub length: Option<u64>,
+}
+
+/// Validates everything about a write that can be checked before any work.
+///
+/// # Errors
+/// `invalid_key`, `invalid_header` or `payload_too_large`.
+pub fn validate(
+    app: &App,
+    req: &Request,
+    raw_key: &str,
+    op: WriteOp,
+) -> Result<Incoming, ApiError> {
+    let key = decode_key(raw_key)?;
+    let headers: Vec<(String, String)> = req.headers().entries().collect();
+    let meta = if op == WriteOp::Put {
+        ObjectMeta::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))?
+    } else {
+        ObjectMeta::default()
+    };
+    let idempotency_key = req.headers().get("Idempotency-Key").ok().flatten();
+    if let Some(k) = &idempotency_key {
+        validate_idempotency_key(k)?;
+    }
+    let length =
+        match req.headers().get("Content-Length").ok().flatten() {
+            None => None,
+            Some(v) => Some(v.trim().parse::<u64>().map_err(|_| {
+                ApiError::InvalidHeader("Content-Length is not a whole number".into())
+            })?),
+        };
+    let length = if op == WriteOp::Delete {
+        Some(0)
+    } else {
+        length
+    };
+    if let Some(n) = length {
+        if n > app.settings.max_upload_bytes {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "body of {n} bytes is over the limit of {} bytes",
+                app.settings.max_upload_bytes
+            )));
+        }
+    }
+    Ok(Incoming {
+        key,
+        op,
+        meta,
+        idempotency_key,
+        length,
+    })
+}
+
+/// Stamps a write: its acceptance time and sealed id.
+///
+/// # Errors
+/// [`ApiError::Internal`] without randomness; `unauthorized` without a secret.
+pub fn stamp(app: &App, key: &str, op: WriteOp, size: u64) -> Result<(String, i64), ApiError> {
+    let accepted_ms = now_ms();
+    let claims = Claims {
+        key: key.to_string(),
+        accepted_ms,
+        size,
+        op,
+    };
+    let id = app.sealer()?.seal(&claims, random_bytes::<12>()?);
+    Ok((id, accepted_ms))
+}
+
+/// `PUT` or `DELETE /objects/{key}` in the default, asynchronous mode.
+///
+/// # Errors
+/// Every validation error of the contract, `queue_unavailable` when the
+/// send fails (with nothing left behind).
+pub async fn accept(
+    app: &App,
+    ctx: &Context,
+    mut req: Request,
+    raw_key: &str,
+    op: WriteOp,
+    delivery: Delivery,
+) -> ApiResult {
+    let incoming = validate(app, &req, raw_key, op)?;
+    let (body, size) = take_body(app, &mut req, &incoming).await?;
+    let staged = match &body {
+        BodyRef::Staged { staged_key } => Some(staged_key.clone()),
+        _ => None,
+    };
+    let result = enqueue(app, ctx, &incoming, body, size, delivery).await;
+    if result.is_err() {
+        if let Some(k) = staged {
+            // Nothing accepted, nothing left behind.
+            let _ = app.bucket()?.delete(k).await;
+        }
+    }
+    result
+}
+
+async fn enqueue(
+    app: &App,
+    ctx: &Context,
+    incoming: &Incoming,
+    body: BodyRef,
+    size: u64,
+    delivery: Delivery,
+) -> ApiResult {
+    let (id, accepted_ms) = stamp(app, &incoming.key, incoming.op, size)?;
+    if let Some(idem) = &incoming.idempotency_key {
+        let stub = app.scheduler(&incoming.key)?;
+        let claim: IdempotencyResponse = call(
+            &stub,
+            Method::Post,
+            "/idempotency/claim",
+            Some(&IdempotencyRequest {
+                idempotency_key: idem.clone(),
+                id: id.clone(),
+            }),
+        )
+        .await?;
+        if !claim.claimed {
+            // A repeat: the first write's answer, no new version.
+            let first = app
+                .sealer()?
+                .open(&claim.id)
+                .map_err(|e| internal("stored idempotent id", e))?;
+            if let BodyRef::Staged { staged_key } = &body {
+                let _ = app.bucket()?.delete(staged_key.clone()).await;
+            }
+            return accepted_response(&claim.id, &first.key, first.accepted_ms, first.size);
+        }
+    }
+    let msg = WriteMessage {
+        v: MESSAGE_VERSION,
+        id: id.clone(),
+        key: incoming.key.clone(),
+        accepted_ms,
+        op: incoming.op,
+        size,
+        meta: incoming.meta.clone(),
+        body,
+    };
+    let text = msg.encode();
+    let queue = app.queue()?;
+    let mut sent = Ok(());
+    for _ in 0..delivery.copies.max(1) {
+        let mut builder = RawMessageBuilder::new(JsValue::from_str(&text));
+        if delivery.delay_seconds > 0 {
+            builder = builder.delay_seconds(delivery.delay_seconds);
+        }
+        sent = queue
+            .send_raw(builder.build_with_content_type(QueueContentType::Text))
+            .await;
+        if sent.is_err() {
+            break;
+        }
+    }
+    if let Err(e) = sent {
+        if let Some(idem) = &incoming.idempotency_key {
+            let stub = app.scheduler(&incoming.key)?;
+            let _ = call::<_, serde_json::Value>(
+                &stub,
+                Method::Post,
+                "/idempotency/release",
+                Some(&IdempotencyRequest {
+                    idempotency_key: idem.clone(),
+                    id: id.clone(),
+                }),
+            )
+            .await;
+        }
+        return Err(ApiError::QueueUnavailable(format!(
+            "the upload queue did not take the write: {e}"
+        )));
+    }
+    stats::record_accepted(&app.env, ctx);
+    accepted_response(&id, &incoming.key, accepted_ms, size)
+}
+
+/// The `202` body and `Location` of an accepted write.
+fn accepted_response(id: &str, key: &str, accepted_ms: i64, size: u64) -> ApiResult {
+    let status_url = format!("/uploads/{id}");
+    let resp = http::json(
+        202,
+        &json!({
+            "id": id, "key": key, "state": "queued", "accepted_at": rfc3339_ms(accepted_ms),
+            "size": size, "status_url": status_url,
+        }),
+    )?;
+    http::set(resp.headers(), "Location", &status_url)?;
+    Ok(resp)
+}
+
+/// Takes the body: inline when small, streamed to a staging object when
+/// large. A body without a length is read up to the inline limit only.
+async fn take_body(
+    app: &App,
+    req: &mut Request,
+    incoming: &Incoming,
+) -> Result<(BodyRef, u64), ApiError> {
+    if incoming.op == WriteOp::Delete {
+        return Ok((BodyRef::Empty, 0));
+    }
+    match incoming.length {
+        Some(0) => Ok((BodyRef::Empty, 0)),
+        Some(n) if n <= INLINE_BODY_MAX_BYTES => {
+            let bytes = req
+                .bytes()
+                .await
+                .map_err(|e| ApiError::InvalidBody(format!("reading the body: {e}")))?;
+            Ok((WriteMessage::inline(&bytes), bytes.len() as u64))
+        }
+        Some(n) => {
+            let stream = req
+                .inner()
+                .body()
+                .ok_or_else(|| ApiError::InvalidBody("Content-Length without a body".into()))?;
+            let staged_key = format!("{STAGING_PREFIX}{}", hex(&random_bytes::<16>()?));
+            app.bucket()?
+                .put(staged_key.clone(), Data::ReadableStream(stream))
+                .execute()
+                .await
+                .map_err(|e| {
+                    ApiError::Unavailable(format!("staging the body in R2 failed: {e}"))
+                })?;
+            Ok((BodyRef::Staged { staged_key }, n))
+        }
+        None => {
+            // No length: safe only if small. Read at most the inline limit.
+            let mut buf = Vec::new();
+            if req.inner().body().is_some() {
+                let mut stream = req.stream().map_err(|e| internal("request body", e))?;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk
+                        .map_err(|e| ApiError::InvalidBody(format!("reading the body: {e}")))?;
+                    buf.extend_from_slice(&chunk);
+                    if buf.len() as u64 > INLINE_BODY_MAX_BYTES {
+                        return Err(ApiError::LengthRequired(format!(
+                            "a body without Content-Length may be at most {INLINE_BODY_MAX_BYTES} bytes; send Content-Length"
+                        )));
+                    }
+                }
+            }
+            Ok((WriteMessage::inline(&buf), buf.len() as u64))
+        }
+    }
+}

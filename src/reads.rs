@@ -1,0 +1,304 @@
+//! Synchronous reads: `GET`/`HEAD /objects/{key}` with ETags, conditional
+//! requests and ranges, `?consistency=latest`, and `GET /objects` listings.
+//!
+//! Object bodies are R2's stream handed to the response, never copied
+//! through Wasm memory. The pipeline's own prefix never shows.
+
+use pipeline_core::conditional::{evaluate, http_date, if_range_allows, Conditions, Precondition};
+use pipeline_core::error::ApiError;
+use pipeline_core::id::WriteOp;
+use pipeline_core::key::{decode_key, validate_list_prefix, RESERVED_PREFIX};
+use pipeline_core::message::BodyRef;
+use pipeline_core::meta::ObjectMeta;
+use pipeline_core::range::{decide, RangeDecision};
+use pipeline_core::time::rfc3339_ms;
+use serde_json::json;
+use worker::{Headers, Include, Method, Object, Range, Request, Response, ResponseBody};
+
+use crate::app::App;
+use crate::http::{self, internal, set, ApiResult};
+use crate::objects::call;
+use crate::objects::protocol::LatestResponse;
+
+/// `X-Pipeline-State` values.
+const STATE_COMMITTED: &str = "committed";
+const STATE_SCHEDULED: &str = "scheduled";
+
+/// `GET` or `HEAD /objects/{key}`.
+///
+/// # Errors
+/// `invalid_key`, `invalid_parameter`, `object_not_found`,
+/// `precondition_failed`, `range_not_satisfiable`.
+pub async fn get(app: &App, req: &Request, raw_key: &str, head_only: bool) -> ApiResult {
+    let key = decode_key(raw_key)?;
+    let url = req.url().map_err(|e| internal("request url", e))?;
+    let mut latest = false;
+    for (k, v) in url.query_pairs() {
+        if k == "consistency" {
+            latest = match v.as_ref() {
+                "latest" => true,
+                "stored" | "eventual" => false,
+                other => {
+                    return Err(ApiError::InvalidParameter(format!(
+                        "unknown consistency `{other}`; use `latest`"
+                    )))
+                }
+            };
+        }
+    }
+    if latest {
+        let stub = app.scheduler(&key)?;
+        let held: LatestResponse = call::<(), _>(&stub, Method::Get, "/latest", None).await?;
+        if let Some(w) = held.pending {
+            return serve_pending(app, w, head_only).await;
+        }
+    }
+    let mut resp = serve_stored(app, req, &key, head_only).await?;
+    if latest {
+        let _ = resp.headers_mut().set("X-Pipeline-State", STATE_COMMITTED);
+    }
+    Ok(resp)
+}
+
+fn meta_of(obj: &Object) -> ObjectMeta {
+    let h = obj.http_metadata();
+    ObjectMeta {
+        content_type: h.content_type,
+        content_encoding: h.content_encoding,
+        content_language: h.content_language,
+        content_disposition: h.content_disposition,
+        cache_control: h.cache_control,
+        custom: obj
+            .custom_metadata()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    }
+}
+
+fn header_map(meta: &ObjectMeta) -> ApiResult<Headers> {
+    let headers = Headers::new();
+    for (name, value) in meta.response_headers() {
+        set(&headers, &name, &value)?;
+    }
+    Ok(headers)
+}
+
+async fn serve_stored(app: &App, req: &Request, key: &str, head_only: bool) -> ApiResult {
+    let bucket = app.bucket()?;
+    let not_found = || ApiError::ObjectNotFound(format!("no object at key `{key}`"));
+    let head = bucket
+        .head(key)
+        .await
+        .map_err(|e| internal("R2 head", e))?
+        .ok_or_else(not_found)?;
+    let size = head.size();
+    let etag = head.http_etag();
+    let modified_secs = (head.uploaded().as_millis() / 1000) as i64;
+    let hv = |name: &str| req.headers().get(name).ok().flatten();
+    let (if_match, if_none_match, ims, ius, if_range, range) = (
+        hv("If-Match"),
+        hv("If-None-Match"),
+        hv("If-Modified-Since"),
+        hv("If-Unmodified-Since"),
+        hv("If-Range"),
+        hv("Range"),
+    );
+    let conditions = Conditions {
+        if_match: if_match.as_deref(),
+        if_none_match: if_none_match.as_deref(),
+        if_modified_since: ims.as_deref(),
+        if_unmodified_since: ius.as_deref(),
+    };
+    let headers = header_map(&meta_of(&head))?;
+    set(&headers, "ETag", &etag)?;
+    set(&headers, "Last-Modified", &http_date(modified_secs))?;
+    set(&headers, "Accept-Ranges", "bytes")?;
+    match evaluate(&conditions, &etag, modified_secs, true) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => return Ok(http::empty(304)?.with_headers(headers)),
+        Precondition::Failed => {
+            return Err(ApiError::PreconditionFailed(
+                "a precondition in the request headers does not hold".into(),
+            ))
+        }
+    }
+    let decision = if if_range_allows(if_range.as_deref(), &etag, modified_secs) {
+        decide(range.as_deref(), size)
+    } else {
+        RangeDecision::Full
+    };
+    let (status, r2_range) = match decision {
+        RangeDecision::Full => (200, None),
+        RangeDecision::Partial { start, end } => {
+            set(
+                &headers,
+                "Content-Range",
+                &decision.content_range(size).unwrap_or_default(),
+            )?;
+            (
+                206,
+                Some(Range::OffsetWithLength {
+                    offset: start,
+                    length: end - start + 1,
+                }),
+            )
+        }
+        RangeDecision::Unsatisfiable => {
+            let mut resp = http::error_response(&ApiError::RangeNotSatisfiable(format!(
+                "the range is outside the object's {size} bytes"
+            )));
+            let _ = resp
+                .headers_mut()
+                .set("Content-Range", &format!("bytes */{size}"));
+            return Ok(resp);
+        }
+    };
+    set(&headers, "Content-Length", &decision.len(size).to_string())?;
+    if head_only {
+        return Ok(http::empty(status)?.with_headers(headers));
+    }
+    let mut get = bucket.get(key);
+    if let Some(r) = r2_range {
+        get = get.range(r);
+    }
+    let obj = get
+        .execute()
+        .await
+        .map_err(|e| internal("R2 get", e))?
+        .ok_or_else(not_found)?;
+    let body = match obj.body() {
+        Some(b) => b.response_body().map_err(|e| internal("R2 body", e))?,
+        None => ResponseBody::Empty,
+    };
+    Ok(Response::from_body(body)
+        .map_err(|e| internal("response", e))?
+        .with_status(status)
+        .with_headers(headers))
+}
+
+/// Serves the newest write the scheduler holds (`?consistency=latest`).
+async fn serve_pending(
+    app: &App,
+    w: pipeline_core::message::WriteMessage,
+    head_only: bool,
+) -> ApiResult {
+    if w.op == WriteOp::Delete {
+        let mut resp = http::error_response(&ApiError::ObjectNotFound(format!(
+            "the newest accepted write to `{}` deletes it",
+            w.key
+        )));
+        let _ = resp.headers_mut().set("X-Pipeline-State", STATE_SCHEDULED);
+        return Ok(resp);
+    }
+    let headers = header_map(&w.meta)?;
+    set(&headers, "X-Pipeline-State", STATE_SCHEDULED)?;
+    set(&headers, "ETag", &format!("W/\"{}\"", w.id))?;
+    set(&headers, "X-Meta-upload-id", &w.id)?;
+    set(&headers, "X-Meta-accepted-at", &rfc3339_ms(w.accepted_ms))?;
+    set(&headers, "Content-Length", &w.size.to_string())?;
+    if head_only {
+        return Ok(http::empty(200)?.with_headers(headers));
+    }
+    let body = match &w.body {
+        BodyRef::Empty => ResponseBody::Empty,
+        BodyRef::Inline { .. } => ResponseBody::Body(w.inline_bytes().unwrap_or_default()),
+        BodyRef::Staged { staged_key } => {
+            let obj = app
+                .bucket()?
+                .get(staged_key.clone())
+                .execute()
+                .await
+                .map_err(|e| internal("R2 get staged", e))?
+                .ok_or_else(|| {
+                    ApiError::Unavailable(
+                        "the pending write's body is being committed; retry".into(),
+                    )
+                })?;
+            match obj.body() {
+                Some(b) => b.response_body().map_err(|e| internal("R2 body", e))?,
+                None => ResponseBody::Empty,
+            }
+        }
+    };
+    Ok(Response::from_body(body)
+        .map_err(|e| internal("response", e))?
+        .with_status(200)
+        .with_headers(headers))
+}
+
+/// `GET /objects?prefix=&delimiter=&cursor=&limit=`.
+///
+/// # Errors
+/// `invalid_parameter` for a bad `limit` or `prefix`.
+pub async fn list(app: &App, req: &Request) -> ApiResult {
+    let url = req.url().map_err(|e| internal("request url", e))?;
+    let (mut prefix, mut delimiter, mut cursor, mut limit) = (None, None, None, 1000u32);
+    for (k, v) in url.query_pairs() {
+        match k.as_ref() {
+            "prefix" => {
+                validate_list_prefix(&v)?;
+                prefix = Some(v.to_string()).filter(|p| !p.is_empty());
+            }
+            "delimiter" => delimiter = Some(v.to_string()).filter(|d| !d.is_empty()),
+            "cursor" => cursor = Some(v.to_string()).filter(|c| !c.is_empty()),
+            "limit" => {
+                limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::InvalidParameter("limit must be an integer from 1 to 1000".into())
+                    })?;
+            }
+            _ => {}
+        }
+    }
+    let bucket = app.bucket()?;
+    let mut builder = bucket
+        .list()
+        .limit(limit)
+        .include(vec![Include::HttpMetadata]);
+    if let Some(p) = &prefix {
+        builder = builder.prefix(p.clone());
+    }
+    if let Some(d) = &delimiter {
+        builder = builder.delimiter(d.clone());
+    }
+    if let Some(c) = &cursor {
+        builder = builder.cursor(c.clone());
+    }
+    let page = builder
+        .execute()
+        .await
+        .map_err(|e| ApiError::InvalidParameter(format!("listing failed: {e}")))?;
+    let objects: Vec<serde_json::Value> = page
+        .objects()
+        .into_iter()
+        .filter(|o| !o.key().starts_with(RESERVED_PREFIX))
+        .map(|o| {
+            json!({
+                "key": o.key(),
+                "size": o.size(),
+                "etag": o.http_etag(),
+                "uploaded_at": rfc3339_ms(o.uploaded().as_millis() as i64),
+                "content_type": o.http_metadata().content_type.unwrap_or_else(|| pipeline_core::meta::DEFAULT_CONTENT_TYPE.into()),
+            })
+        })
+        .collect();
+    let prefixes: Vec<String> = page
+        .delimited_prefixes()
+        .into_iter()
+        .filter(|p| !p.starts_with(RESERVED_PREFIX))
+        .collect();
+    let truncated = page.truncated();
+    http::json(
+        200,
+        &json!({
+            "objects": objects,
+            "prefixes": prefixes,
+            "truncated": truncated,
+            "cursor": if truncated { page.cursor() } else { None },
+        }),
+    )
+}
