@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# README command 2: installs what is missing, then runs every check:
+#   formatting, clippy (wasm target, -D warnings), native unit and property
+#   tests, the end-to-end suite on wrangler dev (workerd), a smoke run of the
+#   benchmark, and `wrangler deploy --dry-run` of the production bundle.
+# E2E_FILTER=name runs only the matching end-to-end test binaries' tests.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+cleanup() {
+  # Any wrangler dev a test left behind (its process group ids).
+  if [ -f target/e2e/pids ]; then
+    while read -r pgid; do kill -9 -- "-$pgid" 2>/dev/null || true; done < target/e2e/pids
+    rm -f target/e2e/pids
+  fi
+}
+trap cleanup EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+t0=$(date +%s)
+
+step "setup"
+bash scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy (wasm32, production and test-routes builds)"
+cargo clippy --target "$WASM_TARGET" -p r2-hotkey-pipeline -- -D warnings
+cargo clippy --target "$WASM_TARGET" -p r2-hotkey-pipeline --features test-routes -- -D warnings
+step "clippy (native crates)"
+cargo clippy -p pipeline-core -p pipeline-client -p e2e -p pipeline-bench --all-targets -- -D warnings
+
+step "native unit and property tests"
+cargo test -p pipeline-core -p pipeline-client -p pipeline-bench
+
+step "build the Worker with test routes (once for every e2e run)"
+PIPELINE_TEST_ROUTES=1 PIPELINE_FAST_BUILD=1 bash scripts/build.sh
+mkdir -p target/e2e
+
+step "end-to-end suite on wrangler dev"
+PIPELINE_SKIP_BUILD=1 cargo test -p e2e -- --test-threads=4 ${E2E_FILTER:+"$E2E_FILTER"}
+
+step "benchmark smoke run"
+PIPELINE_SKIP_BUILD=1 cargo run -q -p pipeline-bench --release -- --smoke --out target/bench-smoke.json
+
+step "production bundle: wrangler deploy --dry-run"
+rm -rf build
+wrangler deploy --dry-run --outdir target/deploy-dry-run 2>&1 | tail -n 5
+
+step "all checks passed in $(( $(date +%s) - t0 )) s"
