@@ -44,6 +44,8 @@ use crate::http::{internal, json, now_ms};
 
 /// How often a long-poll re-reads the status.
 const POLL_INTERVAL_MS: u64 = 100;
+/// While a write of this instance runs, the alarm looks again this often.
+const BUSY_RECHECK_MS: i64 = 250;
 /// Staged bodies removed per alarm run.
 const GARBAGE_PER_RUN: usize = 50;
 
@@ -503,9 +505,9 @@ impl KeyScheduler {
         self.prune(now)?;
         self.collect_garbage().await?;
         if self.busy.get() {
-            // A write of this instance is running; it reschedules when done.
-            self.reschedule().await?;
-            return Ok(());
+            // A write of this instance is running and reschedules when it
+            // ends; look again shortly in case it never does.
+            return self.set_alarm_at(now + BUSY_RECHECK_MS).await;
         }
         let mut st = self.load()?;
         if let Some(interrupted) = st.in_flight.clone() {
