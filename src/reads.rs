@@ -13,7 +13,9 @@ use pipeline_core::meta::ObjectMeta;
 use pipeline_core::range::{decide, RangeDecision};
 use pipeline_core::time::rfc3339_ms;
 use serde_json::json;
-use worker::{Headers, Include, Method, Object, Range, Request, Response, ResponseBody};
+use worker::{
+    EncodeBody, Headers, Include, Method, Object, Range, Request, Response, ResponseBody,
+};
 
 use crate::app::App;
 use crate::http::{self, internal, set, ApiResult};
@@ -171,10 +173,18 @@ async fn serve_stored(app: &App, req: &Request, key: &str, head_only: bool) -> A
         Some(b) => b.response_body().map_err(|e| internal("R2 body", e))?,
         None => ResponseBody::Empty,
     };
+    object_response(body, status, headers)
+}
+
+/// An object's bytes as the response body, sent as stored: with
+/// `Content-Encoding: gzip` they are already compressed and the runtime
+/// must not compress them again.
+fn object_response(body: ResponseBody, status: u16, headers: Headers) -> ApiResult {
     Ok(Response::from_body(body)
         .map_err(|e| internal("response", e))?
         .with_status(status)
-        .with_headers(headers))
+        .with_headers(headers)
+        .with_encode_body(EncodeBody::Manual))
 }
 
 /// Serves the newest write the scheduler holds (`?consistency=latest`).
@@ -221,10 +231,7 @@ async fn serve_pending(
             }
         }
     };
-    Ok(Response::from_body(body)
-        .map_err(|e| internal("response", e))?
-        .with_status(200)
-        .with_headers(headers))
+    object_response(body, 200, headers)
 }
 
 /// `GET /objects?prefix=&delimiter=&cursor=&limit=`.

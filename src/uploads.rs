@@ -12,7 +12,7 @@ use worker::{Method, Request};
 use crate::app::App;
 use crate::http::{self, internal, ApiResult};
 use crate::objects::protocol::StatusRequest;
-use crate::objects::send;
+use crate::objects::{read_json, send};
 
 /// Reads `?wait=` (0 to 30 whole seconds).
 ///
@@ -62,9 +62,6 @@ pub async fn status(app: &App, req: &Request, id: &str) -> ApiResult {
         ttl_ms: app.settings.status_ttl_ms,
     };
     let mut resp = send(&stub, Method::Post, "/status", Some(&ask)).await?;
-    let body: serde_json::Value = resp
-        .json()
-        .await
-        .map_err(|e| internal("status answer", e))?;
+    let body: serde_json::Value = read_json(&mut resp).await?;
     http::json(200, &body)
 }

@@ -418,6 +418,28 @@ impl KeyScheduler {
         }
     }
 
+    /// Re-arms the alarm if work is waiting and no alarm is set. Alarms are
+    /// the only thing that moves a held write; this makes a lost one (seen
+    /// once under heavy local load) heal on the next status poll.
+    async fn ensure_alarm(&self) -> Result<(), ApiError> {
+        let st = self.load()?;
+        if st.pending.is_none() && st.in_flight.is_none() {
+            return Ok(());
+        }
+        let alarm = self
+            .state
+            .storage()
+            .get_alarm()
+            .await
+            .map_err(|e| internal("get_alarm", e))?;
+        // None, or long overdue (an alarm whose run was lost with a reset
+        // instance): set it again from the persisted state.
+        if alarm.is_none_or(|t| t < now_ms() - 5000) {
+            self.reschedule().await?;
+        }
+        Ok(())
+    }
+
     // --- Asynchronous writes ------------------------------------------------
 
     async fn enqueue(&self, req: EnqueueRequest) -> Result<Response, ApiError> {
@@ -759,6 +781,7 @@ impl KeyScheduler {
     // --- Statuses ---------------------------------------------------------
 
     async fn status(&self, req: StatusRequest) -> Result<Response, ApiError> {
+        self.ensure_alarm().await?;
         let deadline = now_ms() + req.wait_ms.max(0);
         loop {
             let row = self.upload(&req.id)?;
@@ -924,7 +947,15 @@ impl KeyScheduler {
         let now = now_ms();
         let me = WriteRef::new(msg.accepted_ms, msg.id.clone());
         let mut st = self.load()?;
-        match decide_sync(&st, &me, now) {
+        let decision = decide_sync(&st, &me, now);
+        if !matches!(decision, SyncDecision::Go { .. }) {
+            // Refused: release the client's streamed body instead of
+            // leaving it half read.
+            if let Some(body) = req.inner().body() {
+                let _ = worker::wasm_bindgen_futures::JsFuture::from(body.cancel()).await;
+            }
+        }
+        match decision {
             SyncDecision::Stale { newer } => Err(ApiError::NewerWritePending(format!(
                 "the key's scheduler already holds a newer write ({newer}); this write would be older"
             ))),

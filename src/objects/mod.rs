@@ -37,9 +37,21 @@ pub async fn call<B: Serialize, T: DeserializeOwned>(
     body: Option<&B>,
 ) -> Result<T, ApiError> {
     let mut resp = send(stub, method, path, body).await?;
-    resp.json::<T>()
+    read_json(&mut resp).await
+}
+
+/// Decodes a JSON answer with serde_json, not the runtime's `JSON.parse`
+/// (through which integers above 2^53, such as counter values, would come
+/// back as floats).
+///
+/// # Errors
+/// [`ApiError::Internal`] when the body is not the expected JSON.
+pub async fn read_json<T: DeserializeOwned>(resp: &mut Response) -> Result<T, ApiError> {
+    let text = resp
+        .text()
         .await
-        .map_err(|e| internal("decoding a Durable Object answer", e))
+        .map_err(|e| internal("reading a Durable Object answer", e))?;
+    serde_json::from_str(&text).map_err(|e| internal("decoding a Durable Object answer", e))
 }
 
 /// Like [`call`], for answers the caller reads itself (status and headers).
@@ -76,7 +88,7 @@ pub async fn send<B: Serialize>(
 /// Turns an object's error answer back into the [`ApiError`] it rendered.
 pub async fn decode_error(resp: &mut Response) -> ApiError {
     let status = resp.status_code();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    let body: serde_json::Value = read_json(resp).await.unwrap_or_default();
     let code = body["error"]["code"].as_str().unwrap_or("");
     let message = body["error"]["message"]
         .as_str()

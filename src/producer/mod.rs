@@ -304,22 +304,32 @@ async fn take_body(
             Ok((BodyRef::Staged { staged_key }, n))
         }
         None => {
-            // No length: safe only if small. Read at most the inline limit.
-            let mut buf = Vec::new();
-            if req.inner().body().is_some() {
-                let mut stream = req.stream().map_err(|e| internal("request body", e))?;
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk
-                        .map_err(|e| ApiError::InvalidBody(format!("reading the body: {e}")))?;
-                    buf.extend_from_slice(&chunk);
-                    if buf.len() as u64 > INLINE_BODY_MAX_BYTES {
-                        return Err(ApiError::LengthRequired(format!(
-                            "a body without Content-Length may be at most {INLINE_BODY_MAX_BYTES} bytes; send Content-Length"
-                        )));
-                    }
-                }
-            }
-            Ok((WriteMessage::inline(&buf), buf.len() as u64))
+            let bytes = read_small_body(req).await?;
+            Ok((WriteMessage::inline(&bytes), bytes.len() as u64))
         }
     }
+}
+
+/// Reads a body whose length is unknown or small, refusing it once it
+/// grows past the inline limit: only then is buffering it safe.
+///
+/// # Errors
+/// [`ApiError::LengthRequired`] past the limit, `invalid_body` when the
+/// stream breaks.
+pub(crate) async fn read_small_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let mut buf = Vec::new();
+    if req.inner().body().is_none() {
+        return Ok(buf);
+    }
+    let mut stream = req.stream().map_err(|e| internal("request body", e))?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::InvalidBody(format!("reading the body: {e}")))?;
+        buf.extend_from_slice(&chunk);
+        if buf.len() as u64 > INLINE_BODY_MAX_BYTES {
+            return Err(ApiError::LengthRequired(format!(
+                "a body without Content-Length may be at most {INLINE_BODY_MAX_BYTES} bytes; send Content-Length"
+            )));
+        }
+    }
+    Ok(buf)
 }

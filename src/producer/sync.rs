@@ -8,14 +8,13 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use futures_util::StreamExt;
 use pipeline_core::config::INLINE_BODY_MAX_BYTES;
 use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
 use pipeline_core::message::{BodyRef, WriteMessage, MESSAGE_VERSION};
 use worker::{Headers, Method, Request, RequestInit};
 
-use super::{stamp, validate};
+use super::{read_small_body, stamp, validate};
 use crate::app::App;
 use crate::http::{internal, ApiResult};
 use crate::objects::protocol::SYNC_WRITE_HEADER;
@@ -28,29 +27,15 @@ use crate::objects::protocol::SYNC_WRITE_HEADER;
 /// `unavailable` when the scheduler cannot be reached.
 pub async fn write(app: &App, mut req: Request, raw_key: &str, op: WriteOp) -> ApiResult {
     let incoming = validate(app, &req, raw_key, op)?;
-    let mut buffered: Option<Vec<u8>> = None;
-    let size = match (op, incoming.length) {
-        (WriteOp::Delete, _) => 0,
-        (WriteOp::Put, Some(n)) => n,
-        (WriteOp::Put, None) => {
-            let mut buf = Vec::new();
-            if req.inner().body().is_some() {
-                let mut stream = req.stream().map_err(|e| internal("request body", e))?;
-                while let Some(chunk) = stream.next().await {
-                    buf.extend_from_slice(
-                        &chunk
-                            .map_err(|e| ApiError::InvalidBody(format!("reading the body: {e}")))?,
-                    );
-                    if buf.len() as u64 > INLINE_BODY_MAX_BYTES {
-                        return Err(ApiError::LengthRequired(
-                            "send Content-Length with large bodies".into(),
-                        ));
-                    }
-                }
-            }
-            let n = buf.len() as u64;
-            buffered = Some(buf);
-            n
+    // Small bodies are read first: a rejected write (429, 409) then leaves
+    // no half-read client stream behind. Large ones stream through.
+    let (buffered, size) = match (op, incoming.length) {
+        (WriteOp::Delete, _) => (None, 0),
+        (WriteOp::Put, Some(n)) if n > INLINE_BODY_MAX_BYTES => (None, n),
+        (WriteOp::Put, _) => {
+            let bytes = read_small_body(&mut req).await?;
+            let n = bytes.len() as u64;
+            (Some(bytes), n)
         }
     };
     let (id, accepted_ms) = stamp(app, &incoming.key, op, size)?;
