@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
 
 use super::sql::{create_kv, get_doc, put_doc};
-use super::{ok_json, respond};
+use super::{ok_json, request_json, respond};
 use crate::http::internal;
 
 /// A change sent by the Worker.
@@ -41,7 +41,7 @@ impl DurableObject for Counter {
             Method::Get => self
                 .read()
                 .and_then(|value| ok_json(&CounterValue { value })),
-            Method::Post => match req.json::<CounterChange>().await {
+            Method::Post => match request_json::<CounterChange>(&mut req).await {
                 Ok(change) => self.change(change),
                 Err(e) => Err(internal("counter change", e)),
             },

@@ -39,7 +39,7 @@ use super::protocol::{
 };
 use super::sql::{create_kv, exec, first, get_doc, put_doc, rows};
 use super::stats_shard::{self, Push, Totals};
-use super::{ok_json, respond};
+use super::{ok_json, request_json, respond};
 use crate::http::{internal, json, now_ms};
 
 /// How often a long-poll re-reads the status.
@@ -135,24 +135,26 @@ impl DurableObject for KeyScheduler {
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let path = req.path();
         let result = match (req.method(), path.as_str()) {
-            (Method::Post, "/enqueue") => match req.json::<EnqueueRequest>().await {
+            (Method::Post, "/enqueue") => match request_json::<EnqueueRequest>(&mut req).await {
                 Ok(r) => self.enqueue(r).await,
                 Err(e) => Err(internal("enqueue body", e)),
             },
-            (Method::Post, "/status") => match req.json::<StatusRequest>().await {
+            (Method::Post, "/status") => match request_json::<StatusRequest>(&mut req).await {
                 Ok(r) => self.status(r).await,
                 Err(e) => Err(internal("status body", e)),
             },
-            (Method::Post, "/fail") => match req.json::<FailRequest>().await {
+            (Method::Post, "/fail") => match request_json::<FailRequest>(&mut req).await {
                 Ok(r) => self.fail(r).await,
                 Err(e) => Err(internal("fail body", e)),
             },
-            (Method::Post, "/idempotency/claim") => match req.json::<IdempotencyRequest>().await {
-                Ok(r) => self.claim_idempotency(r),
-                Err(e) => Err(internal("idempotency body", e)),
-            },
+            (Method::Post, "/idempotency/claim") => {
+                match request_json::<IdempotencyRequest>(&mut req).await {
+                    Ok(r) => self.claim_idempotency(r),
+                    Err(e) => Err(internal("idempotency body", e)),
+                }
+            }
             (Method::Post, "/idempotency/release") => {
-                match req.json::<IdempotencyRequest>().await {
+                match request_json::<IdempotencyRequest>(&mut req).await {
                     Ok(r) => self.release_idempotency(r),
                     Err(e) => Err(internal("idempotency body", e)),
                 }
@@ -1023,7 +1025,7 @@ impl KeyScheduler {
 
     #[cfg(feature = "test-routes")]
     async fn inject_failures(&self, mut req: Request) -> Result<Response, ApiError> {
-        let body: serde_json::Value = req.json().await.map_err(|e| internal("inject body", e))?;
+        let body: serde_json::Value = request_json(&mut req).await?;
         let count = body["count"].as_i64().unwrap_or(0);
         put_doc(&self.sql(), "inject_failures", &count)?;
         ok_json(&serde_json::json!({"ok": true, "count": count}))

@@ -85,6 +85,19 @@ pub async fn send<B: Serialize>(
     Ok(resp)
 }
 
+/// Decodes a JSON request body inside an object, with serde_json (see
+/// [`read_json`] for why not the runtime's parser).
+///
+/// # Errors
+/// [`ApiError::Internal`] when the body is not the expected JSON.
+pub async fn request_json<T: DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
+    let text = req
+        .text()
+        .await
+        .map_err(|e| internal("reading an object call", e))?;
+    serde_json::from_str(&text).map_err(|e| internal("decoding an object call", e))
+}
+
 /// Turns an object's error answer back into the [`ApiError`] it rendered.
 pub async fn decode_error(resp: &mut Response) -> ApiError {
     let status = resp.status_code();

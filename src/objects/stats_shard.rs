@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, SqlStorage, State};
 
 use super::sql::{exec, first, rows};
-use super::{call, ok_json, respond};
+use super::{call, ok_json, request_json, respond};
 use crate::http::internal;
 
 /// Cumulative pipeline totals of one source, or summed over many.
@@ -154,7 +154,7 @@ impl DurableObject for StatsShard {
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let sql = self.state.storage().sql();
         let result = match req.method() {
-            Method::Post => match req.json::<Push>().await {
+            Method::Post => match request_json::<Push>(&mut req).await {
                 Ok(p) => {
                     apply_push(&sql, &p).and_then(|_| ok_json(&serde_json::json!({"ok": true})))
                 }
