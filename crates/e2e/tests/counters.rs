@@ -173,6 +173,29 @@ fn invalid_names_are_400_invalid_name() {
 }
 
 #[test]
+fn an_empty_name_is_refused() {
+    // `/counters/` and `/counters//increment` name the counter "": either the
+    // counter route refuses the name, or no route matches. Never a counter.
+    let c = shared().client();
+    for (method, path) in [
+        ("GET", "/counters/"),
+        ("DELETE", "/counters/"),
+        ("POST", "/counters//increment"),
+        ("POST", "/counters//decrement"),
+    ] {
+        let r = c.raw(method, path, &[], Some(b"")).unwrap();
+        let got = (r.status, r.error_code());
+        assert!(
+            matches!(got, (400, Some(ref code)) if code == "invalid_name")
+                || matches!(got, (404, Some(ref code)) if code == "not_found"),
+            "{method} {path}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+}
+
+#[test]
 fn overflow_is_422_and_changes_nothing() {
     let c = shared().client();
     let up = unique_counter("overflow-up");

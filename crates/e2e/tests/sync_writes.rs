@@ -16,10 +16,11 @@ fn client() -> Client {
     shared().client()
 }
 
-/// The rate-limit headers of a 429, checked for consistency; returns
-/// Reset-After-Ms.
+/// The rate-limit headers of a 429 sent at `sent_ms` (local clock, just
+/// before the request), checked for consistency with each other and with the
+/// key's last write start; returns Reset-After-Ms.
 #[track_caller]
-fn check_429(headers: &Headers, last_commit_ms: i64) -> u64 {
+fn check_429(headers: &Headers, last_commit_ms: i64, sent_ms: i64) -> u64 {
     let num = |name: &str| -> u64 {
         let v = headers
             .get(name)
@@ -42,13 +43,16 @@ fn check_429(headers: &Headers, last_commit_ms: i64) -> u64 {
         after_ms.div_ceil(1000).max(1),
         "Retry-After must be Reset-After-Ms in whole seconds, rounded up, at least 1"
     );
-    // The slot frees 1000 ms after the last write started.
-    let frees_at = i64::try_from(after_ms).unwrap() + now;
+    // The slot frees 1000 ms after the last write started; the Worker
+    // measured Reset-After-Ms somewhere between `sent_ms` and `now`.
+    let after = i64::try_from(after_ms).unwrap();
+    let expected = last_commit_ms + 1000;
     assert!(
-        (frees_at - (last_commit_ms + 1000)).abs() <= 250,
-        "slot frees at {frees_at} by Reset-After-Ms, expected about {}",
-        last_commit_ms + 1000
+        (sent_ms + after - 50..=now + after + 50).contains(&expected),
+        "Reset-After-Ms {after} (request {sent_ms}..{now}) does not point at the slot \
+         freeing at {expected} (last write started at {last_commit_ms})"
     );
+    let frees_at = expected;
     let reset = num("x-ratelimit-reset");
     let frees_secs = u64::try_from(frees_at).unwrap().div_ceil(1000);
     assert!(
@@ -110,9 +114,10 @@ fn sync_twice_is_201_then_429_then_201_after_the_wait() {
     );
     let first_ms = ms(v["committed_at"].as_str().unwrap());
 
+    let sent = now_ms();
     let second = c.put_object_sync(&key, b"two", &PutOptions::default());
     let headers = expect_api_error(second, 429, "rate_limited");
-    let after_ms = check_429(&headers, first_ms);
+    let after_ms = check_429(&headers, first_ms, sent);
     // The refused write changed nothing.
     let obj = c.get_object(&key, &GetOptions::default()).unwrap();
     assert_eq!(obj.body, b"one");
@@ -141,8 +146,9 @@ fn sync_delete_is_204() {
     let c = client();
     let key = unique_key("sync-del");
     let put = sync_retrying(&c, &key, b"bye");
+    let sent = now_ms();
     let h = expect_api_error(c.delete_object_sync(&key), 429, "rate_limited");
-    check_429(&h, ms(&put.committed_at));
+    check_429(&h, ms(&put.committed_at), sent);
     // A missed slot, then the delete goes through.
     let mut done = false;
     for _ in 0..10 {
@@ -238,6 +244,7 @@ fn sync_and_async_share_the_slot() {
         b"async after"
     );
     // And the other way round: a sync write right after an async commit waits its turn.
+    let sent = now_ms();
     let r = c.put_object_sync(&key, b"sync again", &PutOptions::default());
     match r {
         Ok(done) => {
@@ -245,7 +252,7 @@ fn sync_and_async_share_the_slot() {
         }
         Err(e) => {
             let h = expect_api_error(Err::<(), _>(e), 429, "rate_limited");
-            check_429(&h, ms(st.committed_at.as_deref().unwrap()));
+            check_429(&h, ms(st.committed_at.as_deref().unwrap()), sent);
         }
     }
 }

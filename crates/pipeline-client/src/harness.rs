@@ -9,14 +9,17 @@
 //! dropped), and the group ids appended to `<repo>/target/e2e/pids` for the
 //! test script to clean up after a crashed test binary.
 //!
-//! Variables: each `--var K:V` is passed on the command line. Wrangler merges
-//! bindings as `{...config vars, ...secrets from .dev.vars, ...--var}` (wrangler
-//! 4.86 `getBindings2`), so a `--var` wins over `.dev.vars`. To also make a
-//! variable *absent* (e.g. a worker with no `API_TOKEN`), the harness passes
-//! `--env-file` naming an empty file of its own: when env files are given,
-//! wrangler does not read `.dev.vars` at all (`getVarsForDev`). The
-//! end-to-end suite checks this (`routing_auth_cors.rs`: the dev token is
-//! refused by a harness worker).
+//! Variables: each `--var K:V` is passed on the command line. Wrangler
+//! (4.86.0, `getBindings2`) merges bindings as `{...config vars, ...secrets
+//! from .dev.vars, ...--var}`, so a `--var` wins over `.dev.vars`. To make a
+//! variable *absent* (e.g. a worker with no `API_TOKEN`), the harness also
+//! passes `--env-file` naming an empty file of its own: when env files are
+//! given, wrangler does not read `.dev.vars` at all (`getVarsForDev`).
+//! Checked by hand with a `.dev.vars` holding `API_TOKEN=dev-token`: plain
+//! `wrangler dev` binds `dev-token`; with `--var API_TOKEN:test-token` it binds
+//! `test-token`; with the empty `--env-file` and no `--var` it binds nothing;
+//! `--var API_TOKEN:` binds the empty string. The end-to-end suite keeps
+//! checking it (`routing_auth_cors.rs`: the dev token is refused).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -155,21 +158,22 @@ pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Process groups started by this process and not yet stopped.
-static LIVE_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// Process groups started by this process and not yet stopped, with the
+/// pids file each is recorded in.
+static LIVE_GROUPS: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
 /// Serialises edits of the pids file within this process.
 static PIDS_FILE_LOCK: Mutex<()> = Mutex::new(());
 static ATEXIT: Once = Once::new();
 
 extern "C" fn kill_live_groups() {
-    // Runs at process exit: never block, never panic.
-    if let Ok(groups) = LIVE_GROUPS.try_lock() {
-        for &pgid in groups.iter() {
-            // SAFETY: killpg only sends a signal to a group id we created.
-            unsafe {
-                libc::killpg(pgid, libc::SIGKILL);
-            }
-        }
+    // Runs at process exit (workers held in statics are never dropped):
+    // never block, never panic.
+    let Ok(mut groups) = LIVE_GROUPS.try_lock() else {
+        return;
+    };
+    for (pgid, pids_file) in groups.drain(..) {
+        signal_group(pgid, libc::SIGKILL);
+        forget_in_pids_file(pgid, &pids_file, false);
     }
 }
 
@@ -181,7 +185,7 @@ fn register_group(pgid: i32, pids_file: &Path) {
         }
     });
     if let Ok(mut groups) = LIVE_GROUPS.lock() {
-        groups.push(pgid);
+        groups.push((pgid, pids_file.to_path_buf()));
     }
     let _guard = PIDS_FILE_LOCK.lock();
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(pids_file) {
@@ -189,11 +193,19 @@ fn register_group(pgid: i32, pids_file: &Path) {
     }
 }
 
-fn unregister_group(pgid: i32, pids_file: &Path) {
-    if let Ok(mut groups) = LIVE_GROUPS.lock() {
-        groups.retain(|&g| g != pgid);
-    }
-    let _guard = PIDS_FILE_LOCK.lock();
+/// Removes `pgid` from the pids file. At exit (`blocking` false) it is
+/// skipped if another thread holds the file.
+fn forget_in_pids_file(pgid: i32, pids_file: &Path, blocking: bool) {
+    let _guard = if blocking {
+        PIDS_FILE_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    } else {
+        match PIDS_FILE_LOCK.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => return,
+        }
+    };
     if let Ok(text) = fs::read_to_string(pids_file) {
         let kept: String = text
             .lines()
@@ -202,6 +214,13 @@ fn unregister_group(pgid: i32, pids_file: &Path) {
             .collect();
         let _ = fs::write(pids_file, kept);
     }
+}
+
+fn unregister_group(pgid: i32, pids_file: &Path) {
+    if let Ok(mut groups) = LIVE_GROUPS.lock() {
+        groups.retain(|(g, _)| *g != pgid);
+    }
+    forget_in_pids_file(pgid, pids_file, true);
 }
 
 /// Whether any process of group `pgid` still exists (zombies included).
@@ -253,6 +272,8 @@ pub struct LocalWorker {
     log_path: PathBuf,
     env_file: PathBuf,
     pids_file: PathBuf,
+    /// Whether the harness made the persist directory (and so removes it).
+    owns_persist_dir: bool,
     port: u16,
     child: Option<Child>,
     pgid: Option<i32>,
@@ -274,6 +295,7 @@ impl LocalWorker {
             return Err(HarnessError::NotBuilt(shim));
         }
         let e2e_dir = repo.join("target/e2e");
+        let worker_opts_owns = opts.persist_dir.is_none();
         let persist_dir = match &opts.persist_dir {
             Some(dir) => dir.clone(),
             None => e2e_dir.join(unique_name(&opts.label)),
@@ -295,6 +317,7 @@ impl LocalWorker {
             log_path,
             env_file,
             pids_file: e2e_dir.join("pids"),
+            owns_persist_dir: worker_opts_owns,
             port,
             child: None,
             pgid: None,
@@ -529,8 +552,17 @@ impl LocalWorker {
 }
 
 impl Drop for LocalWorker {
+    /// Stops the runtime and removes a persist directory the harness made
+    /// (the log stays; `PIPELINE_E2E_KEEP_STATE=1` keeps the state too).
+    /// Workers held in statics are never dropped: the `atexit` hook kills
+    /// them and their state stays under `target/e2e/`.
     fn drop(&mut self) {
         self.stop();
+        let keep = std::env::var_os("PIPELINE_E2E_KEEP_STATE").is_some_and(|v| v == "1");
+        if self.owns_persist_dir && !keep {
+            let _ = fs::remove_dir_all(&self.persist_dir);
+            let _ = fs::remove_file(&self.env_file);
+        }
     }
 }
 
@@ -590,7 +622,7 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .all(|&g| g != -7 && g != -8));
+            .all(|(g, _)| *g != -7 && *g != -8));
         let _ = fs::remove_file(&file);
     }
 }
