@@ -55,7 +55,12 @@ pub async fn get(app: &App, req: &Request, raw_key: &str, head_only: bool) -> Ap
             return serve_pending(app, w, head_only).await;
         }
     }
-    let mut resp = serve_stored(app, req, &key, head_only).await?;
+    // With `latest`, even a 404 says which state it reflects.
+    let mut resp = match serve_stored(app, req, &key, head_only).await {
+        Ok(r) => r,
+        Err(e) if latest => http::error_response(&e),
+        Err(e) => return Err(e),
+    };
     if latest {
         let _ = resp.headers_mut().set("X-Pipeline-State", STATE_COMMITTED);
     }

@@ -503,8 +503,8 @@ impl KeyScheduler {
             }
         }
         self.save(&st)?;
-        self.reschedule().await?;
         self.push_stats().await;
+        self.reschedule().await?;
         ok_json(&resp)
     }
 
@@ -868,8 +868,8 @@ impl KeyScheduler {
                 None,
             )?;
             self.mark_failed(&req.id, &req.code, &req.message)?;
-            self.reschedule().await?;
             self.push_stats().await;
+            self.reschedule().await?;
         }
         ok_json(&serde_json::json!({"ok": true}))
     }
@@ -963,8 +963,8 @@ impl KeyScheduler {
             ))),
             SyncDecision::RateLimited { free_at_ms } => {
                 self.count(|t| t.rate_limited += 1)?;
-                self.reschedule().await?;
                 self.push_stats().await;
+                self.reschedule().await?;
                 let taken = SlotTaken { now_ms: now, free_at_ms };
                 let resp = crate::http::error_response(&ApiError::RateLimited(format!(
                     "this key was written less than a second ago; retry in {} ms",
@@ -1016,8 +1016,8 @@ impl KeyScheduler {
                         Err(ApiError::Unavailable(format!("the R2 write failed: {reason}")))
                     }
                 };
-                self.reschedule().await?;
                 self.push_stats().await;
+                self.reschedule().await?;
                 resp
             }
         }
