@@ -106,6 +106,7 @@ async fn route(app: &App, ctx: &Context, req: Request) -> ApiResult {
         ["stats"] => match method {
             Method::Get | Method::Head => {
                 app.require_read(&req)?;
+                producer::stats::flush(&app.env).await;
                 let totals = objects::stats_shard::read_all(&app.env).await?;
                 http::json(200, &totals.to_json())
             }

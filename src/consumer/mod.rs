@@ -76,29 +76,51 @@ pub async fn handle_batch<T>(batch: &MessageBatch<T>, env: &Env) {
         |d| d.msg.key.as_str(),
         |d| WriteRef::new(d.msg.accepted_ms, d.msg.id.clone()),
     );
+    let keys = groups.len();
     let calls = groups.into_iter().map(|g| async move {
         let req = EnqueueRequest {
             newest: g.newest.msg.clone(),
             older: g.older.iter().map(|d| OlderWrite::from(&d.msg)).collect(),
         };
         let result = match scheduler(env, &g.key) {
-            Ok(stub) => call::<_, EnqueueResponse>(&stub, Method::Post, "/enqueue", Some(&req)).await,
+            Ok(stub) => {
+                call::<_, EnqueueResponse>(&stub, Method::Post, "/enqueue", Some(&req)).await
+            }
             Err(e) => Err(e),
         };
-        let all = std::iter::once(&g.newest).chain(&g.older).chain(&g.duplicates);
+        let all = std::iter::once(&g.newest)
+            .chain(&g.older)
+            .chain(&g.duplicates);
         match result {
             Ok(r) => {
                 all.for_each(|d| d.raw.ack());
-                log(json!({"level": "info", "at": "consumer.enqueue", "admitted": r.admitted, "duplicates": r.duplicates}));
+                Ok(r)
             }
             Err(e) => {
-                let retry = QueueRetryOptionsBuilder::new().with_delay_seconds(QUEUE_RETRY_BASE_DELAY_SECS).build();
+                let retry = QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(QUEUE_RETRY_BASE_DELAY_SECS)
+                    .build();
                 all.for_each(|d| d.raw.retry_with_options(&retry));
-                log(json!({"level": "warn", "at": "consumer.enqueue", "error": e.to_string(), "retrying": true}));
+                Err(format!("{}: {e}", g.key))
             }
         }
     });
-    join_all(calls).await;
+    // One log line per batch, not per key: logging is not free.
+    let (mut admitted, mut duplicates, mut failures) = (0, 0, Vec::new());
+    for r in join_all(calls).await {
+        match r {
+            Ok(r) => {
+                admitted += r.admitted;
+                duplicates += r.duplicates;
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    log(json!({
+        "level": if failures.is_empty() { "info" } else { "warn" },
+        "at": "consumer.batch", "keys": keys, "admitted": admitted,
+        "duplicates": duplicates, "retried_keys": failures,
+    }));
 }
 
 /// An undecodable message: forwarded to the dead letter queue and acked.

@@ -46,6 +46,8 @@ use crate::http::{internal, json, now_ms};
 const POLL_INTERVAL_MS: u64 = 100;
 /// While a write of this instance runs, the alarm looks again this often.
 const BUSY_RECHECK_MS: i64 = 250;
+/// Longest a terminal status waits for its counts to reach `/stats`.
+const STATS_GRACE_MS: i64 = 1000;
 /// Staged bodies removed per alarm run.
 const GARBAGE_PER_RUN: usize = 50;
 
@@ -109,10 +111,12 @@ struct MinRow {
     t: Option<i64>,
 }
 
-const SCHEMA: [&str; 4] = [
+const SCHEMA: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, accepted_ms INTEGER NOT NULL, size INTEGER NOT NULL, \
      op TEXT NOT NULL, state TEXT NOT NULL, committed_ms INTEGER, etag TEXT, superseded_by TEXT, error_code TEXT, \
      error_message TEXT, updated_ms INTEGER NOT NULL)",
+    // Pruning and the next prune time read uploads by their last change.
+    "CREATE INDEX IF NOT EXISTS uploads_by_update ON uploads (updated_ms)",
     "CREATE TABLE IF NOT EXISTS bodies (id TEXT PRIMARY KEY, message TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS garbage (staged_key TEXT PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS idempotency (idem_key TEXT PRIMARY KEY, id TEXT NOT NULL, created_ms INTEGER NOT NULL)",
@@ -367,6 +371,25 @@ impl KeyScheduler {
         )
     }
 
+    /// When the pending write may start: its slot, or later if it is waiting
+    /// out a retry backoff.
+    fn pending_due(&self, st: &KeyState, now: i64) -> Result<Option<i64>, ApiError> {
+        let Some(p) = &st.pending else {
+            return Ok(None);
+        };
+        let retry: RetryDoc = get_doc(&self.sql(), "retry")?.unwrap_or_default();
+        let retry_at = if retry.id == p.id {
+            retry.retry_at_ms
+        } else {
+            0
+        };
+        Ok(Some(st.next_slot(now).max(retry_at)))
+    }
+
+    fn stats_dirty(&self) -> Result<bool, ApiError> {
+        Ok(get_doc::<StatsDoc>(&self.sql(), "stats")?.is_some_and(|d| d.dirty))
+    }
+
     /// Sets the alarm to the earliest moment something is due: the pending
     /// write's slot, staged bodies to delete, stats to push, statuses to
     /// prune. Clears it when nothing is.
@@ -375,14 +398,8 @@ impl KeyScheduler {
         let st = self.load()?;
         let mut due: Option<i64> = None;
         let mut at = |t: i64| due = Some(due.map_or(t, |d: i64| d.min(t)));
-        if let Some(p) = &st.pending {
-            let retry: RetryDoc = get_doc(&self.sql(), "retry")?.unwrap_or_default();
-            let retry_at = if retry.id == p.id {
-                retry.retry_at_ms
-            } else {
-                0
-            };
-            at(st.next_slot(now).max(retry_at));
+        if let Some(t) = self.pending_due(&st, now)? {
+            at(t);
         }
         if st.in_flight.is_some() {
             // Watchdog: if the running write dies with the instance, the
@@ -398,7 +415,7 @@ impl KeyScheduler {
         {
             at(now);
         }
-        if get_doc::<StatsDoc>(&self.sql(), "stats")?.is_some_and(|d| d.dirty) {
+        if self.stats_dirty()? {
             at(now + 5000);
         }
         let oldest: Option<MinRow> = first(
@@ -537,14 +554,8 @@ impl KeyScheduler {
         if let Some(interrupted) = st.in_flight.clone() {
             self.recover(&mut st, interrupted).await?;
         }
-        if let Some(p) = st.pending.clone() {
-            let retry: RetryDoc = get_doc(&self.sql(), "retry")?.unwrap_or_default();
-            let retry_at = if retry.id == p.id {
-                retry.retry_at_ms
-            } else {
-                0
-            };
-            if st.next_slot(now).max(retry_at) <= now {
+        if let (Some(p), Some(due)) = (st.pending.clone(), self.pending_due(&st, now)?) {
+            if due <= now {
                 self.commit(p).await?;
             }
         }
@@ -585,9 +596,6 @@ impl KeyScheduler {
                 st.watermark = st.watermark.max(Some(p.clone()));
                 self.save(&st)?;
                 self.mark_committed(&p.id, start, etag.as_deref())?;
-                crate::http::log(
-                    serde_json::json!({"level": "info", "at": "scheduler.commit", "id": p.id, "committed_at": rfc3339_ms(start)}),
-                );
             }
             Err(reason) => {
                 let mut retry: RetryDoc = get_doc(&self.sql(), "retry")?.unwrap_or_default();
@@ -784,7 +792,9 @@ impl KeyScheduler {
 
     async fn status(&self, req: StatusRequest) -> Result<Response, ApiError> {
         self.ensure_alarm().await?;
-        let deadline = now_ms() + req.wait_ms.max(0);
+        let start = now_ms();
+        let deadline = start + req.wait_ms.max(0);
+        let grace = start + STATS_GRACE_MS;
         loop {
             let row = self.upload(&req.id)?;
             let now = now_ms();
@@ -792,7 +802,11 @@ impl KeyScheduler {
                 .as_ref()
                 .and_then(|r| UploadState::parse(&r.state))
                 .is_some_and(UploadState::is_terminal);
-            if terminal || now >= deadline {
+            // A terminal state is answered once /stats counts it (the push
+            // follows the state change by milliseconds), so a client that
+            // saw its writes end sees them in /stats too.
+            let counted = !terminal || now >= grace || !self.stats_dirty()?;
+            if (terminal && counted) || (!terminal && now >= deadline) {
                 return match row {
                     Some(r) => ok_json(&self.status_json(&req, r)?),
                     None if now > req.accepted_ms + req.ttl_ms => Err(ApiError::UploadNotFound(
@@ -827,14 +841,7 @@ impl KeyScheduler {
     ) -> Result<serde_json::Value, ApiError> {
         let state = UploadState::parse(&r.state).unwrap_or(UploadState::Failed);
         let not_before_ms = if state == UploadState::Scheduled {
-            let st = self.load()?;
-            let retry: RetryDoc = get_doc(&self.sql(), "retry")?.unwrap_or_default();
-            let retry_at = if retry.id == r.id {
-                retry.retry_at_ms
-            } else {
-                0
-            };
-            Some(st.next_slot(now_ms()).max(retry_at))
+            self.pending_due(&self.load()?, now_ms())?
         } else {
             None
         };

@@ -14,12 +14,14 @@
 //!
 //! The consumer's batch size is 100 (`wrangler.toml`); a round where no
 //! write is caught held (e.g. a slow machine) is repeated on fresh keys.
+//! To make a held write easy to catch, each key's first two R2 writes are
+//! made to fail (test route): the newest write then waits out its backoff.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use e2e::{ms, now_ms, start, unique_key, wait_all, WorkerOptions};
-use pipeline_client::{Accepted, Client, GetOptions, PutOptions, UploadState};
+use pipeline_client::{encode_key, Accepted, Client, GetOptions, PutOptions, UploadState};
 
 const KEYS: usize = 4;
 /// Two full consumer batches.
@@ -93,6 +95,20 @@ fn held_writes_commit_exactly_once_after_a_kill() {
     for round in 0..ATTEMPTS {
         let c = w.client();
         let keys: Vec<String> = (0..KEYS).map(|_| unique_key("restart")).collect();
+        // The first two R2 writes of each key fail (test route), so each
+        // key's newest write stays held for its backoff (1 s, then 2 s):
+        // time enough to see it held and kill, however slow the polls.
+        for key in &keys {
+            let r = c
+                .raw(
+                    "POST",
+                    &format!("/_test/fail-writes/{}", encode_key(key)),
+                    &[("Content-Type", "application/json")],
+                    Some(br#"{"count": 2}"#),
+                )
+                .expect("fail-writes");
+            assert_eq!(r.status, 200, "fail-writes: {}", r.text());
+        }
         let batch = burst(&c, &keys, round);
         let ids: Vec<String> = batch.iter().map(|(a, _)| a.id.clone()).collect();
         sent.extend(batch);
