@@ -15,7 +15,7 @@ else
 fi
 
 # 2. worker-build, the build driver, at the pinned version.
-if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" = "$WORKER_BUILD_VERSION" ]; then
+if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" = "$WORKER_BUILD_VERSION" ]; then
   log "present: worker-build $WORKER_BUILD_VERSION"
 else
   log "installing worker-build $WORKER_BUILD_VERSION (about 2.5 min cold)"
