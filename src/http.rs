@@ -141,3 +141,12 @@ pub fn now_ms() -> i64 {
 pub fn log(fields: serde_json::Value) {
     worker::console_log!("{}", fields);
 }
+
+/// Cancels a request body that will not be read to its end, so the runtime
+/// closes it instead of leaving the client's upload (and its connection)
+/// hanging.
+pub async fn discard_body(req: &worker::Request) {
+    if let Some(body) = req.inner().body() {
+        let _ = worker::wasm_bindgen_futures::JsFuture::from(body.cancel()).await;
+    }
+}

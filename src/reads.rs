@@ -14,7 +14,8 @@ use pipeline_core::range::{decide, RangeDecision};
 use pipeline_core::time::rfc3339_ms;
 use serde_json::json;
 use worker::{
-    EncodeBody, Headers, Include, Method, Object, Range, Request, Response, ResponseBody,
+    Conditional, EncodeBody, Headers, Include, Method, Object, Range, Request, Response,
+    ResponseBody,
 };
 
 use crate::app::App;
@@ -91,7 +92,33 @@ fn header_map(meta: &ObjectMeta) -> ApiResult<Headers> {
     Ok(headers)
 }
 
+/// Tries of a read whose object changed between its `head` and its `get`.
+const READ_TRIES: usize = 3;
+
+/// Serves the stored object. Headers and decisions come from one `head`;
+/// the bytes are fetched only if the object still has that ETag, so an
+/// answer never mixes two versions. A commit landing in between makes the
+/// read start over.
 async fn serve_stored(app: &App, req: &Request, key: &str, head_only: bool) -> ApiResult {
+    for _ in 1..READ_TRIES {
+        if let Some(resp) = serve_stored_once(app, req, key, head_only).await? {
+            return Ok(resp);
+        }
+    }
+    serve_stored_once(app, req, key, head_only)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unavailable("the object kept changing during the read; retry".into())
+        })
+}
+
+/// One try of [`serve_stored`]; `None` when the object changed underneath.
+async fn serve_stored_once(
+    app: &App,
+    req: &Request,
+    key: &str,
+    head_only: bool,
+) -> ApiResult<Option<Response>> {
     let bucket = app.bucket()?;
     let not_found = || ApiError::ObjectNotFound(format!("no object at key `{key}`"));
     let head = bucket
@@ -123,7 +150,7 @@ async fn serve_stored(app: &App, req: &Request, key: &str, head_only: bool) -> A
     set(&headers, "Accept-Ranges", "bytes")?;
     match evaluate(&conditions, &etag, modified_secs, true) {
         Precondition::Proceed => {}
-        Precondition::NotModified => return Ok(http::empty(304)?.with_headers(headers)),
+        Precondition::NotModified => return Ok(Some(http::empty(304)?.with_headers(headers))),
         Precondition::Failed => {
             return Err(ApiError::PreconditionFailed(
                 "a precondition in the request headers does not hold".into(),
@@ -158,27 +185,28 @@ async fn serve_stored(app: &App, req: &Request, key: &str, head_only: bool) -> A
             let _ = resp
                 .headers_mut()
                 .set("Content-Range", &format!("bytes */{size}"));
-            return Ok(resp);
+            return Ok(Some(resp));
         }
     };
     set(&headers, "Content-Length", &decision.len(size).to_string())?;
     if head_only {
-        return Ok(http::empty(status)?.with_headers(headers));
+        return Ok(Some(http::empty(status)?.with_headers(headers)));
     }
-    let mut get = bucket.get(key);
+    let mut get = bucket.get(key).only_if(Conditional {
+        etag_matches: Some(head.etag()),
+        ..Conditional::default()
+    });
     if let Some(r) = r2_range {
         get = get.range(r);
     }
-    let obj = get
-        .execute()
-        .await
-        .map_err(|e| internal("R2 get", e))?
-        .ok_or_else(not_found)?;
-    let body = match obj.body() {
-        Some(b) => b.response_body().map_err(|e| internal("R2 body", e))?,
-        None => ResponseBody::Empty,
+    let Some(obj) = get.execute().await.map_err(|e| internal("R2 get", e))? else {
+        return Ok(None); // deleted since the head
     };
-    object_response(body, status, headers)
+    let Some(body) = obj.body() else {
+        return Ok(None); // another version since the head
+    };
+    let body = body.response_body().map_err(|e| internal("R2 body", e))?;
+    object_response(body, status, headers).map(Some)
 }
 
 /// An object's bytes as the response body, sent as stored: with

@@ -960,9 +960,7 @@ impl KeyScheduler {
         if !matches!(decision, SyncDecision::Go { .. }) {
             // Refused: release the client's streamed body instead of
             // leaving it half read.
-            if let Some(body) = req.inner().body() {
-                let _ = worker::wasm_bindgen_futures::JsFuture::from(body.cancel()).await;
-            }
+            crate::http::discard_body(&req).await;
         }
         match decision {
             SyncDecision::Stale { newer } => Err(ApiError::NewerWritePending(format!(

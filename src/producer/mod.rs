@@ -22,7 +22,7 @@ use pipeline_core::meta::{validate_idempotency_key, ObjectMeta};
 use pipeline_core::time::rfc3339_ms;
 use serde_json::json;
 use wasm_bindgen::JsValue;
-use worker::{Context, Data, Method, QueueContentType, RawMessageBuilder, Request};
+use worker::{Data, Method, QueueContentType, RawMessageBuilder, Request};
 
 use crate::app::App;
 use crate::http::{self, hex, internal, now_ms, random_bytes, ApiResult};
@@ -153,7 +153,6 @@ pub fn stamp(app: &App, key: &str, op: WriteOp, size: u64) -> Result<(String, i6
 /// send fails (with nothing left behind).
 pub async fn accept(
     app: &App,
-    ctx: &Context,
     mut req: Request,
     raw_key: &str,
     op: WriteOp,
@@ -165,7 +164,7 @@ pub async fn accept(
         BodyRef::Staged { staged_key } => Some(staged_key.clone()),
         _ => None,
     };
-    let result = enqueue(app, ctx, &incoming, body, size, delivery).await;
+    let result = enqueue(app, &incoming, body, size, delivery).await;
     if result.is_err() {
         if let Some(k) = staged {
             // Nothing accepted, nothing left behind.
@@ -177,7 +176,6 @@ pub async fn accept(
 
 async fn enqueue(
     app: &App,
-    ctx: &Context,
     incoming: &Incoming,
     body: BodyRef,
     size: u64,
@@ -251,7 +249,7 @@ async fn enqueue(
             "the upload queue did not take the write: {e}"
         )));
     }
-    stats::record_accepted(&app.env, ctx);
+    stats::record_accepted(&app.env).await;
     accepted_response(&id, &incoming.key, accepted_ms, size)
 }
 
@@ -326,6 +324,8 @@ pub(crate) async fn read_small_body(req: &mut Request) -> Result<Vec<u8>, ApiErr
         let chunk = chunk.map_err(|e| ApiError::InvalidBody(format!("reading the body: {e}")))?;
         buf.extend_from_slice(&chunk);
         if buf.len() as u64 > INLINE_BODY_MAX_BYTES {
+            drop(stream);
+            http::discard_body(req).await;
             return Err(ApiError::LengthRequired(format!(
                 "a body without Content-Length may be at most {INLINE_BODY_MAX_BYTES} bytes; send Content-Length"
             )));

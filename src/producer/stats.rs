@@ -1,43 +1,41 @@
-//! `accepted` for asynchronous writes, counted without a Durable Object on
-//! the request path.
+//! `accepted` for asynchronous writes: counted before the `202` is sent,
+//! so every id given is in `/stats`, even if the runtime dies right after.
 //!
 //! Each isolate is a stats *source* with a random name and a cumulative
-//! count. After a request is answered, one push loop per isolate runs in
-//! `wait_until`: it pushes the current count, waits [`PUSH_INTERVAL_MS`],
-//! and pushes again while the count moved. A burst of N uploads costs a few
-//! shard calls per second instead of N, and the count stays exact (pushes
-//! carry cumulative totals, see `objects::stats_shard`). `GET /stats`
-//! flushes its own isolate's count first, so a client that reads its stats
-//! after its uploads sees them; other isolates' counts land within the
-//! interval.
+//! count (see `objects::stats_shard`: pushes carry cumulative totals with a
+//! growing version, so they never double count). Concurrent requests share
+//! pushes: a request waits for the first push that started after its own
+//! increment, and one push covers every request that arrived while the
+//! previous one was in flight. Under load that is one shard call per round
+//! trip, not one per request.
 
 use std::cell::RefCell;
-use std::time::Duration;
 
-use worker::{Context, Delay, Env};
+use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
+use worker::Env;
 
-use crate::http::{hex, random_bytes};
+use crate::http::{hex, log, random_bytes};
 use crate::objects::stats_shard::{self, Push, Totals};
 
-/// Pause between two pushes of one isolate. Longer: fewer shard calls under
-/// load; shorter: other isolates' `accepted` shows sooner in `/stats`.
-const PUSH_INTERVAL_MS: u64 = 200;
+/// A push in flight: the count it carries and its shared completion.
+type InFlight = (i64, Shared<LocalBoxFuture<'static, bool>>);
 
 #[derive(Default)]
 struct SourceState {
     name: String,
     accepted: i64,
     pushed: i64,
-    looping: bool,
+    in_flight: Option<InFlight>,
 }
 
 thread_local! {
     static SOURCE: RefCell<SourceState> = RefCell::new(SourceState::default());
 }
 
-/// Counts one accepted write and makes sure a push will carry it.
-pub fn record_accepted(env: &Env, ctx: &Context) {
-    let start = SOURCE.with(|s| {
+/// Counts one accepted write and returns once a push that includes it has
+/// reached its stats shard (or failed: then the next push carries it).
+pub async fn record_accepted(env: &Env) {
+    let target = SOURCE.with(|s| {
         let mut s = s.borrow_mut();
         if s.name.is_empty() {
             s.name = format!(
@@ -46,49 +44,58 @@ pub fn record_accepted(env: &Env, ctx: &Context) {
             );
         }
         s.accepted += 1;
-        !std::mem::replace(&mut s.looping, true)
+        s.accepted
     });
-    if !start {
-        return;
-    }
-    let env = env.clone();
-    ctx.wait_until(async move {
-        while push_once(&env).await {
-            Delay::from(Duration::from_millis(PUSH_INTERVAL_MS)).await;
+    loop {
+        let (pushed, in_flight) = SOURCE.with(|s| {
+            let s = s.borrow();
+            (s.pushed, s.in_flight.clone())
+        });
+        if pushed >= target {
+            return;
         }
-        SOURCE.with(|s| s.borrow_mut().looping = false);
-    });
+        let (covers, push) = match in_flight {
+            Some(f) => f,
+            None => start_push(env),
+        };
+        let ok = push.await;
+        if !ok && covers >= target {
+            // Counted locally; the next push (any request's) carries it.
+            log(serde_json::json!({"level": "warn", "at": "producer.stats", "pushed": false}));
+            return;
+        }
+    }
 }
 
-/// Pushes this isolate's count if it moved since the last push. Returns
-/// whether a push was made and succeeded (the loop goes on only then).
-async fn push_once(env: &Env) -> bool {
-    let (source, accepted, pushed) = SOURCE.with(|s| {
+/// Starts a push of the current count; it clears itself when done.
+fn start_push(env: &Env) -> InFlight {
+    let (source, accepted) = SOURCE.with(|s| {
         let s = s.borrow();
-        (s.name.clone(), s.accepted, s.pushed)
+        (s.name.clone(), s.accepted)
     });
-    if source.is_empty() || accepted == pushed {
-        return false;
+    let env = env.clone();
+    let push = async move {
+        let push = Push {
+            source,
+            version: accepted,
+            totals: Totals {
+                accepted,
+                ..Totals::default()
+            },
+        };
+        let ok = stats_shard::push(&env, &push).await.is_ok();
+        SOURCE.with(|s| {
+            let mut s = s.borrow_mut();
+            if ok {
+                s.pushed = s.pushed.max(accepted);
+            }
+            s.in_flight = None;
+        });
+        ok
     }
-    let push = Push {
-        source,
-        version: accepted,
-        totals: Totals {
-            accepted,
-            ..Totals::default()
-        },
-    };
-    if stats_shard::push(env, &push).await.is_err() {
-        return false;
-    }
-    SOURCE.with(|s| {
-        let mut s = s.borrow_mut();
-        s.pushed = s.pushed.max(accepted);
-    });
-    true
-}
-
-/// Pushes this isolate's pending count now (before `/stats` is read).
-pub async fn flush(env: &Env) {
-    push_once(env).await;
+    .boxed_local()
+    .shared();
+    let in_flight = (accepted, push);
+    SOURCE.with(|s| s.borrow_mut().in_flight = Some(in_flight.clone()));
+    in_flight
 }
