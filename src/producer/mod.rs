@@ -13,7 +13,7 @@ pub mod stats;
 pub mod sync;
 
 use futures_util::StreamExt;
-use pipeline_core::config::INLINE_BODY_MAX_BYTES;
+use pipeline_core::config::{DEFAULT_MAX_UPLOAD_BYTES, INLINE_BODY_MAX_BYTES};
 use pipeline_core::error::ApiError;
 use pipeline_core::id::{Claims, WriteOp};
 use pipeline_core::key::decode_key;
@@ -302,7 +302,7 @@ async fn take_body(
             Ok((BodyRef::Staged { staged_key }, n))
         }
         None => {
-            let bytes = read_small_body(req).await?;
+            let bytes = read_small_body(req, app.settings.max_upload_bytes).await?;
             Ok((WriteMessage::inline(&bytes), bytes.len() as u64))
         }
     }
@@ -314,7 +314,10 @@ async fn take_body(
 /// # Errors
 /// [`ApiError::LengthRequired`] past the limit, `invalid_body` when the
 /// stream breaks.
-pub(crate) async fn read_small_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_small_body(
+    req: &mut Request,
+    max_upload: u64,
+) -> Result<Vec<u8>, ApiError> {
     let mut buf = Vec::new();
     if req.inner().body().is_none() {
         return Ok(buf);
@@ -324,6 +327,17 @@ pub(crate) async fn read_small_body(req: &mut Request) -> Result<Vec<u8>, ApiErr
         let chunk = chunk.map_err(|e| ApiError::InvalidBody(format!("reading the body: {e}")))?;
         buf.extend_from_slice(&chunk);
         if buf.len() as u64 > INLINE_BODY_MAX_BYTES {
+            // Read the rest and drop it: a body left half read leaves the
+            // client's connection hanging. Bounded by the platform's own
+            // request limit (100 MB), whatever MAX_UPLOAD_BYTES says.
+            let mut seen = buf.len() as u64;
+            drop(buf);
+            while seen <= max_upload.max(DEFAULT_MAX_UPLOAD_BYTES) {
+                match stream.next().await {
+                    Some(Ok(chunk)) => seen += chunk.len() as u64,
+                    _ => break,
+                }
+            }
             drop(stream);
             http::discard_body(req).await;
             return Err(ApiError::LengthRequired(format!(

@@ -3,37 +3,51 @@
 //!
 //! Each isolate is a stats *source* with a random name and a cumulative
 //! count (see `objects::stats_shard`: pushes carry cumulative totals with a
-//! growing version, so they never double count). Concurrent requests share
-//! pushes: a request waits for the first push that started after its own
-//! increment, and one push covers every request that arrived while the
-//! previous one was in flight. Under load that is one shard call per round
+//! growing version, so they never double count). Requests share pushes
+//! without sharing I/O (the runtime forbids awaiting another request's
+//! I/O): one request at a time pushes the isolate's current count; the
+//! others wait on their own short timers until a push covering their
+//! increment has landed. Under load that is about one shard call per round
 //! trip, not one per request.
 
 use std::cell::RefCell;
+use std::time::Duration;
 
-use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
-use worker::Env;
+use worker::{Delay, Env};
 
-use crate::http::{hex, log, random_bytes};
+use crate::http::{hex, log, now_ms, random_bytes};
 use crate::objects::stats_shard::{self, Push, Totals};
 
-/// A push in flight: the count it carries and its shared completion.
-type InFlight = (i64, Shared<LocalBoxFuture<'static, bool>>);
+/// How often a waiting request looks whether a push covered it.
+const WAIT_STEP_MS: u64 = 2;
+/// A push older than this is presumed lost with its request.
+const PUSH_STALE_MS: i64 = 1000;
+/// Longest a request waits for its count to land before answering anyway
+/// (the count stays in memory and the next push carries it).
+const MAX_WAIT_MS: i64 = 3000;
 
 #[derive(Default)]
 struct SourceState {
     name: String,
     accepted: i64,
     pushed: i64,
-    in_flight: Option<InFlight>,
+    /// When the push in flight started, if one is.
+    pushing_since: Option<i64>,
 }
 
 thread_local! {
     static SOURCE: RefCell<SourceState> = RefCell::new(SourceState::default());
 }
 
+/// What a request should do next.
+enum Step {
+    Done,
+    Push { source: String, accepted: i64 },
+    Wait,
+}
+
 /// Counts one accepted write and returns once a push that includes it has
-/// reached its stats shard (or failed: then the next push carries it).
+/// reached its stats shard (or after [`MAX_WAIT_MS`]).
 pub async fn record_accepted(env: &Env) {
     let target = SOURCE.with(|s| {
         let mut s = s.borrow_mut();
@@ -46,56 +60,48 @@ pub async fn record_accepted(env: &Env) {
         s.accepted += 1;
         s.accepted
     });
-    loop {
-        let (pushed, in_flight) = SOURCE.with(|s| {
-            let s = s.borrow();
-            (s.pushed, s.in_flight.clone())
-        });
-        if pushed >= target {
-            return;
-        }
-        let (covers, push) = match in_flight {
-            Some(f) => f,
-            None => start_push(env),
-        };
-        let ok = push.await;
-        if !ok && covers >= target {
-            // Counted locally; the next push (any request's) carries it.
-            log(serde_json::json!({"level": "warn", "at": "producer.stats", "pushed": false}));
-            return;
-        }
-    }
-}
-
-/// Starts a push of the current count; it clears itself when done.
-fn start_push(env: &Env) -> InFlight {
-    let (source, accepted) = SOURCE.with(|s| {
-        let s = s.borrow();
-        (s.name.clone(), s.accepted)
-    });
-    let env = env.clone();
-    let push = async move {
-        let push = Push {
-            source,
-            version: accepted,
-            totals: Totals {
-                accepted,
-                ..Totals::default()
-            },
-        };
-        let ok = stats_shard::push(&env, &push).await.is_ok();
-        SOURCE.with(|s| {
+    let give_up = now_ms() + MAX_WAIT_MS;
+    while now_ms() < give_up {
+        let step = SOURCE.with(|s| {
             let mut s = s.borrow_mut();
-            if ok {
-                s.pushed = s.pushed.max(accepted);
+            let now = now_ms();
+            if s.pushed >= target {
+                Step::Done
+            } else if s.pushing_since.is_none_or(|t| now - t > PUSH_STALE_MS) {
+                s.pushing_since = Some(now);
+                Step::Push {
+                    source: s.name.clone(),
+                    accepted: s.accepted,
+                }
+            } else {
+                Step::Wait
             }
-            s.in_flight = None;
         });
-        ok
+        match step {
+            Step::Done => return,
+            Step::Wait => Delay::from(Duration::from_millis(WAIT_STEP_MS)).await,
+            Step::Push { source, accepted } => {
+                let push = Push {
+                    source,
+                    version: accepted,
+                    totals: Totals {
+                        accepted,
+                        ..Totals::default()
+                    },
+                };
+                let ok = stats_shard::push(env, &push).await.is_ok();
+                SOURCE.with(|s| {
+                    let mut s = s.borrow_mut();
+                    s.pushing_since = None;
+                    if ok {
+                        s.pushed = s.pushed.max(accepted);
+                    }
+                });
+                if !ok {
+                    break;
+                }
+            }
+        }
     }
-    .boxed_local()
-    .shared();
-    let in_flight = (accepted, push);
-    SOURCE.with(|s| s.borrow_mut().in_flight = Some(in_flight.clone()));
-    in_flight
+    log(serde_json::json!({"level": "warn", "at": "producer.stats", "counted": "in memory only"}));
 }

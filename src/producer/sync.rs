@@ -33,7 +33,7 @@ pub async fn write(app: &App, mut req: Request, raw_key: &str, op: WriteOp) -> A
         (WriteOp::Delete, _) => (None, 0),
         (WriteOp::Put, Some(n)) if n > INLINE_BODY_MAX_BYTES => (None, n),
         (WriteOp::Put, _) => {
-            let bytes = read_small_body(&mut req).await?;
+            let bytes = read_small_body(&mut req, app.settings.max_upload_bytes).await?;
             let n = bytes.len() as u64;
             (Some(bytes), n)
         }
