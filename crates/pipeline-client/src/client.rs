@@ -186,6 +186,24 @@ impl Client {
         }
     }
 
+    /// The same client with an overall time limit per request (instead of
+    /// the default connect/read/write timeouts), on a connection pool of its
+    /// own: to notice that an answer is held up, or to bound a request that
+    /// might hang.
+    #[must_use]
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(timeout)
+            .redirects(0)
+            .max_idle_connections_per_host(64)
+            .build();
+        Self {
+            agent,
+            ..self.clone()
+        }
+    }
+
     /// The same client with another token (or none); shares the connection pool.
     #[must_use]
     pub fn with_token(&self, token: Option<&str>) -> Self {
@@ -232,6 +250,43 @@ impl Client {
             Some(bytes) => req.send_bytes(bytes),
             None => req.call(),
         };
+        Self::collect(method, &url, result)
+    }
+
+    /// Like [`Client::raw`], but sends `body` with `Transfer-Encoding:
+    /// chunked` and no `Content-Length` (a body whose length is unknown).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Transport`] only: no HTTP answer was received.
+    pub fn raw_chunked(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<RawResponse, ClientError> {
+        let url = format!("{}{}", self.base, path_and_query);
+        let mut req = self.agent.request(method, &url);
+        let has_auth = headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+        if let (Some(token), false) = (&self.token, has_auth) {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            req = req.set(name, value);
+        }
+        // ureq sends a reader without a Content-Length chunked.
+        let result = req.send(std::io::Cursor::new(body));
+        Self::collect(method, &url, result)
+    }
+
+    fn collect(
+        method: &str,
+        url: &str,
+        result: Result<ureq::Response, ureq::Error>,
+    ) -> Result<RawResponse, ClientError> {
         let resp = match result {
             Ok(r) | Err(ureq::Error::Status(_, r)) => r,
             Err(ureq::Error::Transport(t)) => {

@@ -84,6 +84,10 @@ pub struct WorkerOptions {
     pub startup_timeout: Duration,
     /// How long `stop` waits after SIGTERM before SIGKILL.
     pub stop_grace: Duration,
+    /// `wrangler dev --log-level`; default `info`. At `info` the Worker's
+    /// own `console.log` lines (its JSON log) are not printed; `log` shows
+    /// them in [`LocalWorker::log_tail`] (e.g. `consumer.poison`).
+    pub log_level: String,
 }
 
 impl Default for WorkerOptions {
@@ -95,6 +99,7 @@ impl Default for WorkerOptions {
             port: None,
             startup_timeout: Duration::from_secs(90),
             stop_grace: Duration::from_secs(5),
+            log_level: "info".into(),
         }
     }
 }
@@ -134,6 +139,13 @@ impl WorkerOptions {
     #[must_use]
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        self
+    }
+
+    /// Sets `wrangler dev --log-level` (`log` prints the Worker's own lines).
+    #[must_use]
+    pub fn log_level(mut self, level: &str) -> Self {
+        self.log_level = level.into();
         self
     }
 }
@@ -275,6 +287,8 @@ pub struct LocalWorker {
     /// Whether the harness made the persist directory (and so removes it).
     owns_persist_dir: bool,
     port: u16,
+    /// The devtools inspector port of the current run (0 before the first).
+    inspector_port: u16,
     child: Option<Child>,
     pgid: Option<i32>,
 }
@@ -319,6 +333,7 @@ impl LocalWorker {
             pids_file: e2e_dir.join("pids"),
             owns_persist_dir: worker_opts_owns,
             port,
+            inspector_port: 0,
             child: None,
             pgid: None,
         };
@@ -328,6 +343,7 @@ impl LocalWorker {
 
     fn spawn(&mut self) -> Result<(), HarnessError> {
         let inspector = free_port().map_err(io_err("finding a free inspector port"))?;
+        self.inspector_port = inspector;
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -352,7 +368,7 @@ impl LocalWorker {
             .arg(&self.persist_dir)
             .arg("--env-file")
             .arg(&self.env_file)
-            .args(["--log-level", "info"]);
+            .args(["--log-level", &self.opts.log_level]);
         for (name, value) in &self.opts.vars {
             cmd.arg("--var").arg(format!("{name}:{value}"));
         }
@@ -504,6 +520,14 @@ impl LocalWorker {
         self.port
     }
 
+    /// The devtools inspector port of the running Worker (`--inspector-port`;
+    /// a WebSocket at `ws://127.0.0.1:<port>/ws` speaks the Chrome DevTools
+    /// protocol to the Worker's isolate, e.g. to read its memory).
+    #[must_use]
+    pub fn inspector_port(&self) -> u16 {
+        self.inspector_port
+    }
+
     /// The configured `API_TOKEN`, when set and not empty.
     #[must_use]
     pub fn token(&self) -> Option<&str> {
@@ -582,6 +606,8 @@ mod tests {
             Some("false")
         );
         assert_eq!(o.port, Some(1234));
+        assert_eq!(o.log_level, "info");
+        assert_eq!(o.clone().log_level("log").log_level, "log");
         let o = o.without_var("API_TOKEN");
         assert!(!o.vars.contains_key("API_TOKEN"));
         assert_eq!(

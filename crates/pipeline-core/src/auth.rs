@@ -71,3 +71,48 @@ mod tests {
         assert!(!err.to_string().contains("wrong"));
     }
 }
+
+/// Fuzzing (issue 6): any header against any token never panics, and only
+/// the exact token behind a `Bearer` scheme is accepted.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_header_against_any_token_never_panics(header in proptest::option::of("\\PC{0,80}"), token in proptest::option::of("\\PC{0,40}")) {
+            let _ = check_bearer(header.as_deref(), token.as_deref());
+        }
+
+        #[test]
+        fn only_the_exact_token_is_accepted(token in "[!-~]{1,40}", presented in "[!-~]{0,40}") {
+            let ok = check_bearer(Some(&format!("Bearer {presented}")), Some(&token)).is_ok();
+            prop_assert_eq!(ok, presented == token);
+        }
+
+        #[test]
+        fn the_token_outside_a_bearer_scheme_is_refused(token in "[!-~]{1,40}", scheme in "[A-Za-z]{0,10}") {
+            prop_assume!(!scheme.eq_ignore_ascii_case("bearer"));
+            let other_scheme = format!("{scheme} {token}");
+            prop_assert!(check_bearer(Some(&token), Some(&token)).is_err());
+            prop_assert!(check_bearer(Some(&other_scheme), Some(&token)).is_err());
+        }
+
+        #[test]
+        fn nothing_is_accepted_without_a_configured_token(header in "\\PC{0,60}") {
+            prop_assert!(check_bearer(Some(&header), None).is_err());
+            prop_assert!(check_bearer(Some(&header), Some("")).is_err());
+        }
+
+        #[test]
+        fn refusals_never_echo_either_side(token in "[a-zA-Z0-9]{12,40}", presented in "[a-zA-Z0-9]{12,40}") {
+            if let Err(e) = check_bearer(Some(&format!("Bearer {presented}")), Some(&token)) {
+                let m = e.to_string();
+                prop_assert!(!m.contains(&token) && !m.contains(&presented), "{}", m);
+            }
+        }
+    }
+}

@@ -154,3 +154,54 @@ mod tests {
         );
     }
 }
+
+/// Fuzzing (issue 6): settings never panic on any var value, and an origin
+/// list never reflects an origin it does not list.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_vars_never_panic(
+            public in proptest::option::of("\\PC{0,10}"),
+            origins in proptest::option::of("\\PC{0,60}"),
+            max in proptest::option::of("\\PC{0,24}"),
+            ttl in proptest::option::of("[-0-9]{0,24}"),
+        ) {
+            let _ = Settings::from_vars(|k| match k {
+                "PUBLIC_READS" => public.clone(),
+                "ALLOWED_ORIGINS" => origins.clone(),
+                "MAX_UPLOAD_BYTES" => max.clone(),
+                "STATUS_TTL_SECONDS" => ttl.clone(),
+                _ => None,
+            });
+        }
+
+        #[test]
+        fn a_list_echoes_only_listed_origins(
+            listed in proptest::collection::vec("https://[a-z]{1,8}\\.example(:[0-9]{2,4})?", 1..4),
+            origin in "\\PC{0,40}",
+        ) {
+            let o = AllowedOrigins::parse(Some(&listed.join(",")));
+            match o.allow_origin(Some(&origin)) {
+                None => prop_assert!(!listed.contains(&origin)),
+                Some(v) => {
+                    prop_assert_eq!(&v, &origin);
+                    prop_assert!(listed.contains(&origin));
+                    prop_assert_ne!(v.as_str(), "*");
+                }
+            }
+        }
+
+        #[test]
+        fn ttl_is_positive_and_never_overflows(secs in any::<i64>()) {
+            let s = Settings::from_vars(|k| (k == "STATUS_TTL_SECONDS").then(|| secs.to_string()));
+            let s = s.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(s.status_ttl_ms >= 1000);
+        }
+    }
+}

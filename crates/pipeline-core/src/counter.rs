@@ -97,3 +97,57 @@ mod tests {
         assert_eq!(apply(5, 3, Direction::Decrement).unwrap(), 2);
     }
 }
+
+/// Fuzzing (issue 6): the counter body parser never panics, accepts exactly
+/// the integers that fit `i64`, and arithmetic never wraps.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            match parse_by(&body) {
+                Ok(_) => {}
+                Err(e) => prop_assert_eq!(e.code(), "invalid_body"),
+            }
+        }
+
+        #[test]
+        fn parsing_arbitrary_json_text_never_panics(body in "\\{\"by\": ?[-0-9.eE+\"a-z\\[\\]{}]{0,30}\\}") {
+            let _ = parse_by(body.as_bytes());
+        }
+
+        #[test]
+        fn every_i64_round_trips(by in any::<i64>()) {
+            let body = format!("{{\"by\": {by}}}");
+            prop_assert_eq!(parse_by(body.as_bytes()).ok(), Some(by));
+        }
+
+        #[test]
+        fn integers_beyond_i64_are_refused(extra in 1u64..1_000_000) {
+            let big = i128::from(i64::MAX) + i128::from(extra);
+            let small = i128::from(i64::MIN) - i128::from(extra);
+            for v in [big, small] {
+                let body = format!("{{\"by\": {v}}}");
+                prop_assert!(parse_by(body.as_bytes()).is_err());
+            }
+        }
+
+        #[test]
+        fn arithmetic_is_checked(value in any::<i64>(), by in any::<i64>(), inc in any::<bool>()) {
+            let dir = if inc { Direction::Increment } else { Direction::Decrement };
+            let exact = if inc { i128::from(value) + i128::from(by) } else { i128::from(value) - i128::from(by) };
+            match apply(value, by, dir) {
+                Ok(v) => prop_assert_eq!(i128::from(v), exact),
+                Err(e) => {
+                    prop_assert_eq!(e.code(), "counter_overflow");
+                    prop_assert!(i64::try_from(exact).is_err());
+                }
+            }
+        }
+    }
+}

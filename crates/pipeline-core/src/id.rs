@@ -225,3 +225,51 @@ mod tests {
         }
     }
 }
+
+/// Fuzzing (issue 6): opening never panics on any bytes of an id's shape,
+/// and nothing but an untouched id of this secret opens.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_of_an_ids_shape_never_open(mut raw in proptest::collection::vec(any::<u8>(), 0..200), v1 in any::<bool>()) {
+            if v1 && !raw.is_empty() {
+                raw[0] = VERSION;
+            }
+            let id = URL_SAFE_NO_PAD.encode(&raw);
+            prop_assert!(IdSealer::new(b"k").open(&id).is_err());
+        }
+
+        #[test]
+        fn any_flipped_bit_is_refused(key in "\\PC{1,40}", bit in any::<usize>(), nonce in any::<[u8; 12]>()) {
+            let s = IdSealer::new(b"secret");
+            let c = Claims { key, accepted_ms: 1, size: 2, op: WriteOp::Put };
+            let mut raw = URL_SAFE_NO_PAD.decode(s.seal(&c, nonce)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let bit = bit % (raw.len() * 8);
+            raw[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(s.open(&URL_SAFE_NO_PAD.encode(&raw)).is_err());
+        }
+
+        #[test]
+        fn another_secret_never_opens(a in "[ -~]{1,20}", b in "[ -~]{1,20}", key in "\\PC{1,20}", nonce in any::<[u8; 12]>()) {
+            prop_assume!(a != b);
+            let c = Claims { key, accepted_ms: 5, size: 0, op: WriteOp::Delete };
+            let id = IdSealer::new(a.as_bytes()).seal(&c, nonce);
+            prop_assert!(IdSealer::new(b.as_bytes()).open(&id).is_err());
+        }
+
+        #[test]
+        fn ids_never_hold_the_keys_bytes(key in "[a-z/]{8,64}", nonce in any::<[u8; 12]>()) {
+            let c = Claims { key: key.clone(), accepted_ms: 7, size: 9, op: WriteOp::Put };
+            let id = IdSealer::new(b"s").seal(&c, nonce);
+            let raw = URL_SAFE_NO_PAD.decode(&id).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(!raw.windows(8).any(|w| key.as_bytes().windows(8).any(|k| k == w)));
+            prop_assert!(!id.contains(&key));
+        }
+    }
+}

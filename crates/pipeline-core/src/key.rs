@@ -269,3 +269,53 @@ mod tests {
         }
     }
 }
+
+/// Fuzzing (issue 6): any percent-encoded bytes, valid escapes or not,
+/// decode without panicking, and an accepted key is exactly the decoded
+/// bytes and obeys every rule.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode_all(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("%{b:02X}")).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn any_escaped_bytes_decode_safely(bytes in proptest::collection::vec(any::<u8>(), 0..1100)) {
+            let raw = encode_all(&bytes);
+            match decode_key(&raw) {
+                Ok(key) => {
+                    prop_assert_eq!(key.as_bytes(), &bytes[..]);
+                    prop_assert!(validate_key(&key).is_ok());
+                }
+                Err(e) => prop_assert_eq!(e.code(), "invalid_key"),
+            }
+        }
+
+        #[test]
+        fn mixes_of_escapes_slashes_and_dots_decode_safely(raw in "([a-z]|%[0-9A-Fa-fgz]{0,2}|/|\\.|%2[eEfF]|%5[fF]|_pipeline){0,40}") {
+            match decode_key(&raw) {
+                Ok(key) => {
+                    prop_assert!(!key.starts_with(RESERVED_PREFIX) && key != "_pipeline");
+                    prop_assert!(key.split('/').all(|s| !matches!(s, "" | "." | "..")));
+                    prop_assert!(!key.chars().any(is_control));
+                }
+                Err(e) => prop_assert_eq!(e.code(), "invalid_key"),
+            }
+        }
+
+        #[test]
+        fn counter_names_and_prefixes_never_panic(s in "\\PC{0,300}") {
+            if validate_counter_name(&s).is_ok() {
+                prop_assert!(!s.is_empty() && s.len() <= 256);
+                prop_assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || b".:_-".contains(&b)));
+            }
+            let _ = validate_list_prefix(&s);
+        }
+    }
+}

@@ -228,3 +228,129 @@ mod tests {
         }
     }
 }
+
+/// Fuzzing (issue 6): the queue message decoder never panics on any input,
+/// and whatever it accepts obeys every rule a consumer relies on.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn valid() -> Value {
+        json!({
+            "v": 1, "id": "abc", "key": "k/1", "accepted_ms": 1000, "op": "put", "size": 5,
+            "meta": {"content_type": "text/plain", "custom": {"a": "b"}},
+            "body": {"kind": "inline", "data": "aGVsbG8="},
+        })
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            "\\PC{0,20}".prop_map(Value::String),
+            Just(json!("_pipeline/staging/x")),
+            Just(json!("inline")),
+            Just(json!("staged")),
+            Just(json!("empty")),
+            Just(json!("delete")),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z_]{1,12}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const FIELDS: [&str; 8] = [
+        "v",
+        "id",
+        "key",
+        "accepted_ms",
+        "op",
+        "size",
+        "meta",
+        "body",
+    ];
+
+    fn check_accepted(m: &WriteMessage) -> Result<(), TestCaseError> {
+        prop_assert_eq!(m.v, MESSAGE_VERSION);
+        prop_assert!(!m.id.is_empty() && m.id.len() <= MAX_ID_CHARS);
+        prop_assert!(validate_key(&m.key).is_ok());
+        prop_assert!(m.accepted_ms >= 0);
+        match &m.body {
+            BodyRef::Empty => prop_assert_eq!(m.size, 0),
+            BodyRef::Inline { .. } => {
+                prop_assert_eq!(m.op, WriteOp::Put);
+                prop_assert_eq!(m.inline_bytes().map(|b| b.len() as u64), Some(m.size));
+            }
+            BodyRef::Staged { staged_key } => {
+                prop_assert_eq!(m.op, WriteOp::Put);
+                prop_assert!(staged_key.starts_with(STAGING_PREFIX));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let text = String::from_utf8_lossy(&bytes);
+            if let Ok(m) = WriteMessage::decode(&text) {
+                check_accepted(&m)?;
+            }
+            let (_, staged) = salvage(&text);
+            prop_assert!(staged.is_none_or(|k| k.starts_with(STAGING_PREFIX)));
+        }
+
+        #[test]
+        fn any_field_replaced_by_any_json_never_panics(field in 0..FIELDS.len(), value in any_json()) {
+            let mut v = valid();
+            v[FIELDS[field]] = value;
+            let text = v.to_string();
+            if let Ok(m) = WriteMessage::decode(&text) {
+                check_accepted(&m)?;
+            }
+            let (_, staged) = salvage(&text);
+            prop_assert!(staged.is_none_or(|k| k.starts_with(STAGING_PREFIX)));
+        }
+
+        #[test]
+        fn any_field_removed_or_added_never_panics(field in 0..FIELDS.len(), extra in "[a-z]{1,8}", value in any_json()) {
+            let mut v = valid();
+            if let Some(o) = v.as_object_mut() {
+                o.remove(FIELDS[field]);
+                o.insert(extra, value);
+            }
+            if let Ok(m) = WriteMessage::decode(&v.to_string()) {
+                check_accepted(&m)?;
+            }
+        }
+
+        #[test]
+        fn any_body_and_op_never_panic(kind in "(inline|staged|empty|other)", op in "(put|delete|get)", data in "\\PC{0,24}", size in any::<u64>()) {
+            let mut v = valid();
+            v["op"] = json!(op);
+            v["size"] = json!(size);
+            v["body"] = json!({"kind": kind, "data": data, "staged_key": data});
+            if let Ok(m) = WriteMessage::decode(&v.to_string()) {
+                check_accepted(&m)?;
+            }
+        }
+
+        #[test]
+        fn truncations_never_panic(cut in 0usize..400) {
+            let text = valid().to_string();
+            let cut = cut.min(text.len());
+            let _ = WriteMessage::decode(&text[..cut]);
+            let _ = salvage(&text[..cut]);
+        }
+    }
+}

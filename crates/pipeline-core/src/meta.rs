@@ -458,3 +458,49 @@ mod tests {
         }
     }
 }
+
+/// Fuzzing (issue 6): header mapping never panics, and whatever it accepts
+/// fits R2's limits and never claims a reserved name.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn header_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[xX]-[mM][eE][tT][aA]-[a-zA-Z0-9!#$%&'*+.^_`|~-]{0,12}",
+            Just("X-Meta-upload-id".to_owned()),
+            Just("x-meta-ACCEPTED-AT".to_owned()),
+            Just("Content-Type".to_owned()),
+            Just("cache-control".to_owned()),
+            "\\PC{0,12}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn accepted_metadata_obeys_the_limits(
+            headers in proptest::collection::vec((header_name(), "\\PC{0,12}|[ -~]{0,1500}"), 0..12)
+        ) {
+            if let Ok(meta) = ObjectMeta::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+                let custom: usize = meta.custom.iter().map(|(k, v)| k.len() + v.len()).sum();
+                prop_assert!(custom <= MAX_CUSTOM_METADATA_BYTES - PIPELINE_METADATA_RESERVE);
+                for k in meta.custom.keys() {
+                    prop_assert!(!RESERVED_CUSTOM_KEYS.contains(&k.as_str()));
+                    prop_assert!(!k.is_empty() && k.bytes().all(is_name_byte));
+                }
+                for (_, v) in meta.http_fields() {
+                    prop_assert!(v.is_none_or(|v| v.len() <= MAX_HTTP_VALUE_BYTES && is_header_value(v)));
+                }
+            }
+        }
+
+        #[test]
+        fn idempotency_keys_are_one_to_255_visible_ascii(v in "\\PC{0,300}") {
+            let ok = !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| (0x21..=0x7e).contains(&b));
+            prop_assert_eq!(validate_idempotency_key(&v).is_ok(), ok);
+        }
+    }
+}

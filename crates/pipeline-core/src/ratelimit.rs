@@ -65,3 +65,31 @@ mod tests {
         assert_eq!(t.headers().len(), 5);
     }
 }
+
+/// Fuzzing (issue 6): the 429 headers never panic and always agree.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn headers_agree(now in 0i64..4_000_000_000_000, wait in 0i64..100_000) {
+            let t = SlotTaken { now_ms: now, free_at_ms: now + wait };
+            prop_assert_eq!(t.reset_after_ms(), wait);
+            prop_assert!(t.retry_after_secs() >= 1);
+            prop_assert!(t.retry_after_secs() * 1000 >= wait);
+            prop_assert!(t.reset_unix_secs() * 1000 >= t.free_at_ms);
+            prop_assert!(t.reset_unix_secs() * 1000 - t.free_at_ms < 1000);
+        }
+
+        #[test]
+        fn a_slot_in_the_past_never_gives_negative_headers(now in 0i64..4_000_000_000_000, back in 0i64..100_000) {
+            let t = SlotTaken { now_ms: now, free_at_ms: now - back };
+            prop_assert_eq!(t.reset_after_ms(), 0);
+            prop_assert_eq!(t.retry_after_secs(), 1);
+        }
+    }
+}

@@ -159,3 +159,53 @@ mod tests {
         }
     }
 }
+
+/// Fuzzing (issue 6): any status renders the contract's shape.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_state() -> impl Strategy<Value = UploadState> {
+        prop_oneof![
+            Just(UploadState::Queued),
+            Just(UploadState::Scheduled),
+            Just(UploadState::Committed),
+            Just(UploadState::Superseded),
+            Just(UploadState::Failed),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_status_has_the_common_fields(
+            state in any_state(),
+            accepted in any::<i64>(),
+            size in any::<u64>(),
+            opt in proptest::option::of(any::<i64>()),
+            text in proptest::option::of("\\PC{0,20}"),
+        ) {
+            let s = UploadStatus {
+                id: "i".into(), key: "k".into(), state, accepted_ms: accepted, size,
+                not_before_ms: opt, committed_ms: opt, etag: text.clone(),
+                superseded_by: text.clone(), error_code: text.clone(), error_message: text,
+            };
+            let v = s.to_json();
+            for f in ["id", "key", "state", "accepted_at", "size"] {
+                prop_assert!(v.get(f).is_some(), "{} missing", f);
+            }
+            prop_assert_eq!(v["state"].as_str(), Some(state.as_str()));
+            if state == UploadState::Failed {
+                prop_assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string());
+            }
+            prop_assert_eq!(UploadState::parse(state.as_str()), Some(state));
+        }
+
+        #[test]
+        fn parsing_any_state_name_never_panics(s in "\\PC{0,12}") {
+            let _ = UploadState::parse(&s);
+        }
+    }
+}

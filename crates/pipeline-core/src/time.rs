@@ -30,3 +30,30 @@ mod tests {
         assert_eq!(parse_rfc3339_ms(&s), Some(ms));
     }
 }
+
+/// Fuzzing (issue 6): formatting and parsing never panic and round-trip.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn parsing_arbitrary_text_never_panics(s in "\\PC{0,40}") {
+            let _ = parse_rfc3339_ms(&s);
+        }
+
+        #[test]
+        fn formatting_any_ms_never_panics(ms in any::<i64>()) {
+            let s = rfc3339_ms(ms);
+            prop_assert!(s.ends_with('Z'));
+        }
+
+        #[test]
+        fn times_round_trip(ms in 0i64..253_402_300_799_999) {
+            prop_assert_eq!(parse_rfc3339_ms(&rfc3339_ms(ms)), Some(ms));
+        }
+    }
+}
