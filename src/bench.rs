@@ -20,7 +20,7 @@ use pipeline_core::key::decode_key;
 use pipeline_core::message::STAGING_PREFIX;
 use serde_json::json;
 use wasm_bindgen::JsValue;
-use worker::{Data, Method, QueueContentType, RawMessageBuilder, Request};
+use worker::{Context, Data, Method, QueueContentType, RawMessageBuilder, Request};
 
 use crate::app::App;
 use crate::http::{self, internal, now_ms, ApiResult};
@@ -40,7 +40,7 @@ fn query_u32(req: &Request, name: &str) -> Result<u32, ApiError> {
 }
 
 /// Serves a test route, or `None` when the path is not one.
-pub async fn route(app: &App, mut req: Request, path: &str) -> Option<ApiResult> {
+pub async fn route(app: &App, ctx: &Context, mut req: Request, path: &str) -> Option<ApiResult> {
     let method = req.method();
     if !(path.starts_with("/_bench/") || path.starts_with("/_test/")) {
         return None;
@@ -60,6 +60,7 @@ pub async fn route(app: &App, mut req: Request, path: &str) -> Option<ApiResult>
             };
             producer::accept(
                 app,
+                ctx,
                 req,
                 &p["/_test/delayed/".len()..],
                 WriteOp::Put,
@@ -74,6 +75,7 @@ pub async fn route(app: &App, mut req: Request, path: &str) -> Option<ApiResult>
             };
             producer::accept(
                 app,
+                ctx,
                 req,
                 &p["/_test/duplicate/".len()..],
                 WriteOp::Put,

@@ -33,7 +33,7 @@ pub use objects::key_scheduler::KeyScheduler;
 pub use objects::stats_shard::StatsShard;
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let started = now_ms();
     let request_id = http::random_bytes::<8>()
         .map(|b| http::hex(&b))
@@ -47,7 +47,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         .map(|a| a.settings.allowed_origins.clone())
         .unwrap_or(pipeline_core::config::AllowedOrigins::Any);
     let result = match app {
-        Ok(app) => route(&app, req).await,
+        Ok(app) => route(&app, &ctx, req).await,
         Err(e) => Err(e),
     };
     let (mut resp, code) = match result {
@@ -79,7 +79,7 @@ async fn queue(
 }
 
 /// Routes a request to its handler; the contract's `404`/`405` otherwise.
-async fn route(app: &App, req: Request) -> ApiResult {
+async fn route(app: &App, ctx: &Context, req: Request) -> ApiResult {
     // worker 0.8.7 turns a method it does not know (PROPFIND, PURGE, …)
     // into GET; read the raw one so such requests get 405, not a GET's
     // answer. TRACE stands for them: no route accepts it.
@@ -95,6 +95,7 @@ async fn route(app: &App, req: Request) -> ApiResult {
     #[cfg(feature = "test-routes")]
     if let Some(r) = bench::route(
         app,
+        ctx,
         req.clone().map_err(|e| http::internal("clone", e))?,
         &path,
     )
@@ -111,6 +112,7 @@ async fn route(app: &App, req: Request) -> ApiResult {
         ["stats"] => match method {
             Method::Get | Method::Head => {
                 app.require_read(&req)?;
+                producer::stats::flush(&app.env).await;
                 let totals = objects::stats_shard::read_all(&app.env).await?;
                 http::json(200, &totals.to_json())
             }
@@ -139,7 +141,7 @@ async fn route(app: &App, req: Request) -> ApiResult {
                     };
                     match producer::parse_mode(&req)? {
                         Mode::Async => {
-                            producer::accept(app, req, &raw_key, op, Delivery::default()).await
+                            producer::accept(app, ctx, req, &raw_key, op, Delivery::default()).await
                         }
                         Mode::Sync => producer::sync::write(app, req, &raw_key, op).await,
                     }

@@ -22,7 +22,7 @@ use pipeline_core::meta::{validate_idempotency_key, ObjectMeta};
 use pipeline_core::time::rfc3339_ms;
 use serde_json::json;
 use wasm_bindgen::JsValue;
-use worker::{Data, Method, QueueContentType, RawMessageBuilder, Request};
+use worker::{Context, Data, Method, QueueContentType, RawMessageBuilder, Request};
 
 use crate::app::App;
 use crate::http::{self, hex, internal, now_ms, random_bytes, ApiResult};
@@ -153,6 +153,7 @@ pub fn stamp(app: &App, key: &str, op: WriteOp, size: u64) -> Result<(String, i6
 /// send fails (with nothing left behind).
 pub async fn accept(
     app: &App,
+    ctx: &Context,
     mut req: Request,
     raw_key: &str,
     op: WriteOp,
@@ -164,7 +165,7 @@ pub async fn accept(
         BodyRef::Staged { staged_key } => Some(staged_key.clone()),
         _ => None,
     };
-    let result = enqueue(app, &incoming, body, size, delivery).await;
+    let result = enqueue(app, ctx, &incoming, body, size, delivery).await;
     if result.is_err() {
         if let Some(k) = staged {
             // Nothing accepted, nothing left behind.
@@ -176,6 +177,7 @@ pub async fn accept(
 
 async fn enqueue(
     app: &App,
+    ctx: &Context,
     incoming: &Incoming,
     body: BodyRef,
     size: u64,
@@ -249,7 +251,7 @@ async fn enqueue(
             "the upload queue did not take the write: {e}"
         )));
     }
-    stats::record_accepted(&app.env).await;
+    stats::record_accepted(&app.env, ctx);
     accepted_response(&id, &incoming.key, accepted_ms, size)
 }
 

@@ -1,55 +1,43 @@
-//! `accepted` for asynchronous writes: counted before the `202` is sent,
-//! so every id given is in `/stats`, even if the runtime dies right after.
+//! `accepted` for asynchronous writes, counted without a Durable Object on
+//! the request path.
 //!
 //! Each isolate is a stats *source* with a random name and a cumulative
-//! count (see `objects::stats_shard`: pushes carry cumulative totals with a
-//! growing version, so they never double count). Requests share pushes
-//! without sharing I/O (the runtime forbids awaiting another request's
-//! I/O): one request at a time pushes the isolate's current count; the
-//! others wait on their own short timers until a push covering their
-//! increment has landed. Under load that is about one shard call per round
-//! trip, not one per request.
+//! count. After a request is answered, one push loop per isolate runs in
+//! `wait_until`: it pushes the current count, waits [`PUSH_INTERVAL_MS`],
+//! and pushes again while the count moved. A burst of N uploads costs a few
+//! shard calls per second instead of N, and the count stays exact (pushes
+//! carry cumulative totals, see `objects::stats_shard`). `GET /stats`
+//! flushes its own isolate's count first, so a client that reads its stats
+//! after its uploads sees them; other isolates' counts land within the
+//! interval.
 
 use std::cell::RefCell;
 use std::time::Duration;
 
-use worker::{Delay, Env};
+use worker::{Context, Delay, Env};
 
-use crate::http::{hex, log, now_ms, random_bytes};
+use crate::http::{hex, random_bytes};
 use crate::objects::stats_shard::{self, Push, Totals};
 
-/// How often a waiting request looks whether a push covered it.
-const WAIT_STEP_MS: u64 = 2;
-/// A push older than this is presumed lost with its request.
-const PUSH_STALE_MS: i64 = 1000;
-/// Longest a request waits for its count to land before answering anyway
-/// (the count stays in memory and the next push carries it).
-const MAX_WAIT_MS: i64 = 3000;
+/// Pause between two pushes of one isolate. Longer: fewer shard calls under
+/// load; shorter: other isolates' `accepted` shows sooner in `/stats`.
+const PUSH_INTERVAL_MS: u64 = 200;
 
 #[derive(Default)]
 struct SourceState {
     name: String,
     accepted: i64,
     pushed: i64,
-    /// When the push in flight started, if one is.
-    pushing_since: Option<i64>,
+    looping: bool,
 }
 
 thread_local! {
     static SOURCE: RefCell<SourceState> = RefCell::new(SourceState::default());
 }
 
-/// What a request should do next.
-enum Step {
-    Done,
-    Push { source: String, accepted: i64 },
-    Wait,
-}
-
-/// Counts one accepted write and returns once a push that includes it has
-/// reached its stats shard (or after [`MAX_WAIT_MS`]).
-pub async fn record_accepted(env: &Env) {
-    let target = SOURCE.with(|s| {
+/// Counts one accepted write and makes sure a push will carry it.
+pub fn record_accepted(env: &Env, ctx: &Context) {
+    let start = SOURCE.with(|s| {
         let mut s = s.borrow_mut();
         if s.name.is_empty() {
             s.name = format!(
@@ -58,50 +46,49 @@ pub async fn record_accepted(env: &Env) {
             );
         }
         s.accepted += 1;
-        s.accepted
+        !std::mem::replace(&mut s.looping, true)
     });
-    let give_up = now_ms() + MAX_WAIT_MS;
-    while now_ms() < give_up {
-        let step = SOURCE.with(|s| {
-            let mut s = s.borrow_mut();
-            let now = now_ms();
-            if s.pushed >= target {
-                Step::Done
-            } else if s.pushing_since.is_none_or(|t| now - t > PUSH_STALE_MS) {
-                s.pushing_since = Some(now);
-                Step::Push {
-                    source: s.name.clone(),
-                    accepted: s.accepted,
-                }
-            } else {
-                Step::Wait
-            }
-        });
-        match step {
-            Step::Done => return,
-            Step::Wait => Delay::from(Duration::from_millis(WAIT_STEP_MS)).await,
-            Step::Push { source, accepted } => {
-                let push = Push {
-                    source,
-                    version: accepted,
-                    totals: Totals {
-                        accepted,
-                        ..Totals::default()
-                    },
-                };
-                let ok = stats_shard::push(env, &push).await.is_ok();
-                SOURCE.with(|s| {
-                    let mut s = s.borrow_mut();
-                    s.pushing_since = None;
-                    if ok {
-                        s.pushed = s.pushed.max(accepted);
-                    }
-                });
-                if !ok {
-                    break;
-                }
-            }
-        }
+    if !start {
+        return;
     }
-    log(serde_json::json!({"level": "warn", "at": "producer.stats", "counted": "in memory only"}));
+    let env = env.clone();
+    ctx.wait_until(async move {
+        while push_once(&env).await {
+            Delay::from(Duration::from_millis(PUSH_INTERVAL_MS)).await;
+        }
+        SOURCE.with(|s| s.borrow_mut().looping = false);
+    });
+}
+
+/// Pushes this isolate's count if it moved since the last push. Returns
+/// whether a push was made and succeeded (the loop goes on only then).
+async fn push_once(env: &Env) -> bool {
+    let (source, accepted, pushed) = SOURCE.with(|s| {
+        let s = s.borrow();
+        (s.name.clone(), s.accepted, s.pushed)
+    });
+    if source.is_empty() || accepted == pushed {
+        return false;
+    }
+    let push = Push {
+        source,
+        version: accepted,
+        totals: Totals {
+            accepted,
+            ..Totals::default()
+        },
+    };
+    if stats_shard::push(env, &push).await.is_err() {
+        return false;
+    }
+    SOURCE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.pushed = s.pushed.max(accepted);
+    });
+    true
+}
+
+/// Pushes this isolate's pending count now (before `/stats` is read).
+pub async fn flush(env: &Env) {
+    push_once(env).await;
 }

@@ -201,16 +201,31 @@ fn kill_mid_storm_loses_only_undelivered_messages() {
         tally.superseded,
         left.len(),
     );
-    // Every 202 is counted as accepted, also when the runtime dies right
-    // after answering it: `accepted` = the writes given an id, and the
-    // lost writes are exactly the ones in flight.
-    assert_eq!(
-        (s.accepted, s.inflight),
-        (n(sent.len()), n(lost.len())),
-        "/stats accepted/inflight after a crash: {} writes were given an id, {} are lost in \
-         the queue: {s:?}",
+    // A producer counts `accepted` after answering, pushing at most every
+    // 200 ms (README "Stats"): a kill right after the last 202 may lose the
+    // count of the writes answered in the last moments, never more, and
+    // never counts a write twice. (Counting before the 202 made the 202
+    // path 0.61x of a bare enqueue: docs/BENCHMARKS.md.)
+    let window_ms = 1000;
+    let recent = sent
+        .iter()
+        .filter(|w| ms(&w.accepted.accepted_at) > killed_at - window_ms)
+        .count();
+    println!(
+        "FIGURES kill-mid-storm stats: accepted {} of {} given ids ({} answered in the last {window_ms} ms)",
+        s.accepted,
         sent.len(),
-        lost.len()
+        recent
+    );
+    assert!(
+        s.accepted <= n(sent.len()) && s.accepted >= n(sent.len() - recent),
+        "/stats accepted after a crash: {} writes were given an id, {recent} of them in the last          {window_ms} ms before the kill: {s:?}",
+        sent.len()
+    );
+    assert_eq!(
+        s.inflight,
+        s.accepted - n(kept.len()),
+        "inflight after a crash: every write the schedulers got is terminal: {s:?}"
     );
 }
 
@@ -234,7 +249,13 @@ fn kill_with_alarms_pending_commits_every_held_write_once() {
         );
         // Two full consumer batches over four keys, every 7th staged: the
         // second batch's newest writes are held for the keys' next slot.
+        // Two of the keys also fail their first two R2 writes, so their held
+        // writes stay held (backing off) for seconds, however slow the
+        // status sweep below is on a busy machine.
         let keys: Vec<String> = (0..4).map(|_| unique_key("kill-held")).collect();
+        for key in &keys[..2] {
+            fail_writes(&c, key, 2);
+        }
         let batch = storm(&c, &keys, 16, 13, Duration::ZERO, 7);
         let mut round_ids = ids(&batch);
         round_ids.push(r.id().to_owned());
@@ -303,8 +324,8 @@ fn kill_with_alarms_pending_commits_every_held_write_once() {
     assert_stats(&s, sent.len(), tally.committed, tally.superseded, 0);
     assert_eq!(s.inflight, 0, "{s:?}");
     println!(
-        "FIGURES kill-alarms-pending: {} writes to {} keys, {} held at the kill (one backing \
-         off after injected R2 failures); after restart all terminal: {} committed \
+        "FIGURES kill-alarms-pending: {} writes to {} keys, {} held at the kill (three keys \
+         backing off after injected R2 failures); after restart all terminal: {} committed \
          ({committed_after} after the kill), {} superseded, 0 lost, 0 failed; staged left 0; \
          /stats {s:?}",
         tally.writes,
