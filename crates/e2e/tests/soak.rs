@@ -562,9 +562,19 @@ fn sustained_mixed_load_keeps_memory_flat_and_every_id_terminal() {
     let syncs = ledger.syncs.lock().unwrap().clone();
     let mut ids: Vec<String> = asyncs.iter().map(|(a, _)| a.id.clone()).collect();
     ids.extend(syncs.iter().map(|(id, _, _)| id.clone()));
+    // First until the pipeline has drained (`/stats` inflight 0: cheap
+    // whatever the number of writes), then every id once.
     let drained = Instant::now();
-    let (statuses, late) = e2e::wait_all(&c, &ids, Instant::now() + Duration::from_secs(60), 16);
+    loop {
+        let s = c.stats().unwrap();
+        if s.inflight == 0 || drained.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let drain = drained.elapsed();
+    let poll_budget = Duration::from_secs(60) + Duration::from_millis(5 * ids.len() as u64);
+    let (statuses, late) = e2e::wait_all(&c, &ids, Instant::now() + poll_budget, 16);
     assert!(
         late.is_empty(),
         "{} ids not terminal: {:?}",
@@ -685,7 +695,7 @@ fn sustained_mixed_load_keeps_memory_flat_and_every_id_terminal() {
     println!(
         "FIGURES soak: {seconds} s at {rate} ops/s from {CLIENTS} clients: {ops} operations in \
          {load_secs:.1} s, 0 errors; {} writes ({} async, {} sync 201, {} sync 429) to {KEYS} \
-         keys, all terminal {:.1} s after the load: {} committed = {} R2 writes, {} superseded, \
+         keys, drained {:.1} s after the load, all terminal: {} committed = {} R2 writes, {} superseded, \
          0 failed; {} reads checked byte for byte, {} mixed two writes ({} 404); counters \
          exact; /stats {after:?}",
         ids.len(),
