@@ -43,6 +43,11 @@ pub struct WriteMessage {
     #[serde(default)]
     pub meta: ObjectMeta,
     pub body: BodyRef,
+    /// The request's `Idempotency-Key`, if it had one. The key's scheduler
+    /// records the first id delivered with it and drops later ids that
+    /// carry the same key, so a repeat never makes a second version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// Why a message cannot be processed; the write is failed with this reason.
@@ -80,6 +85,10 @@ impl WriteMessage {
             return Err(field("id", "empty or too long"));
         }
         validate_key(&m.key).map_err(|e| field("key", &e.to_string()))?;
+        if let Some(k) = &m.idempotency_key {
+            crate::meta::validate_idempotency_key(k)
+                .map_err(|_| field("idempotency_key", "not 1 to 255 visible ASCII characters"))?;
+        }
         if m.accepted_ms < 0 {
             return Err(field("accepted_ms", "negative"));
         }
@@ -168,6 +177,7 @@ mod tests {
             size: body.len() as u64,
             meta: ObjectMeta::default(),
             body: WriteMessage::inline(body),
+            idempotency_key: None,
         }
     }
 

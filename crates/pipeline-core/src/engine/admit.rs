@@ -1,0 +1,252 @@
+//! Writes arriving at the key's scheduler: a coalesced batch from the
+//! consumer, a dead letter, an `Idempotency-Key` claim.
+//!
+//! Admission is one step (no await): every write of the batch is recorded
+//! in one atomic [`Store::apply`], so a write is either fully held (status
+//! row, body, pending state) or not seen at all and redelivered.
+
+use crate::engine::planted::{active, Bug};
+use crate::engine::{new_record, End, Host, IdemRecord, Op, Scheduler, Tx, Via};
+use crate::error::ApiError;
+use crate::protocol::{EnqueueReply, EnqueueRequest, FailReply, FailRequest, OlderWrite};
+use crate::schedule::{admit, Admission, WriteRef};
+use crate::status::UploadState;
+
+/// What the scheduler knows of a delivered write's id.
+enum Seen {
+    /// New to this scheduler.
+    New,
+    /// Already recorded (a duplicate delivery), or older than the status
+    /// retention and older than what the key holds: its status was pruned
+    /// and it would only be superseded again (and counted twice).
+    Known,
+    /// Its `Idempotency-Key` is held by another id: dropped.
+    Repeat,
+}
+
+impl<H: Host> Scheduler<'_, H> {
+    fn seen(&self, tx: &Tx, id: &str, at: &WriteRef, idem: Option<&str>) -> Result<Seen, ApiError> {
+        if self.host.upload(id)?.is_some() {
+            return Ok(Seen::Known);
+        }
+        let expired = at.accepted_ms + self.cfg.status_ttl_ms <= tx.now;
+        let older = [
+            &tx.meta.state.watermark,
+            &tx.meta.state.pending,
+            &tx.meta.state.in_flight,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|w| w >= at);
+        if expired && older && !active(Bug::RecountAfterPrune) {
+            return Ok(Seen::Known);
+        }
+        if let Some(k) = idem {
+            if let Some(held) = self.live_claim(tx, k)? {
+                if held.id != id {
+                    return Ok(Seen::Repeat);
+                }
+            }
+        }
+        Ok(Seen::New)
+    }
+
+    /// The id holding `idem_key`, if its claim is within the window.
+    fn live_claim(&self, tx: &Tx, idem_key: &str) -> Result<Option<IdemRecord>, ApiError> {
+        Ok(self
+            .host
+            .idempotency(idem_key)?
+            .filter(|r| r.created_ms + self.cfg.idempotency_ttl_ms > tx.now))
+    }
+
+    /// Records `id` as the holder of `idem_key` if nobody holds it.
+    fn claim_in(&self, tx: &mut Tx, idem_key: Option<&str>, id: &str) -> Result<(), ApiError> {
+        if let Some(k) = idem_key {
+            if self.live_claim(tx, k)?.is_none() {
+                tx.ops.push(Op::PutIdem(IdemRecord {
+                    idem_key: k.to_string(),
+                    id: id.to_string(),
+                    created_ms: tx.now,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one key's writes from a queue batch.
+    ///
+    /// # Errors
+    /// Storage failures; then nothing was recorded and the consumer
+    /// retries the batch's messages.
+    pub async fn enqueue(&self, req: EnqueueRequest) -> Result<EnqueueReply, ApiError> {
+        let reply = self.admit_batch(&req)?;
+        self.push_stats().await?;
+        self.reschedule().await?;
+        Ok(reply)
+    }
+
+    fn admit_batch(&self, req: &EnqueueRequest) -> Result<EnqueueReply, ApiError> {
+        let mut tx = self.begin()?;
+        let mut reply = EnqueueReply::default();
+        if tx.meta.key.is_none() {
+            tx.meta.key = Some(req.newest.key.clone());
+        }
+        let m = &req.newest;
+        let newest_ref = WriteRef::new(m.accepted_ms, m.id.clone());
+
+        let mut older = req.older.clone();
+        older.sort_by_key(|w| WriteRef::new(w.accepted_ms, w.id.clone()));
+        for w in older.iter().filter(|w| w.id != m.id) {
+            let at = WriteRef::new(w.accepted_ms, w.id.clone());
+            match self.seen(&tx, &w.id, &at, w.idempotency_key.as_deref())? {
+                Seen::Known => reply.duplicates += 1,
+                Seen::Repeat => {
+                    reply.duplicates += 1;
+                    self.discard_staged(&mut tx, w.staged_key.as_deref());
+                }
+                Seen::New => {
+                    reply.admitted += 1;
+                    self.claim_in(&mut tx, w.idempotency_key.as_deref(), &w.id)?;
+                    // Older than the batch's newest; superseded by it, or by
+                    // something newer the scheduler already settled on.
+                    let by = match Self::newest_settled(&tx.meta) {
+                        Some(known) if *known > newest_ref => known.id.clone(),
+                        _ => m.id.clone(),
+                    };
+                    self.supersede_new(&mut tx, w, by);
+                }
+            }
+        }
+
+        match self.seen(&tx, &m.id, &newest_ref, m.idempotency_key.as_deref())? {
+            Seen::Known => reply.duplicates += 1,
+            Seen::Repeat => {
+                reply.duplicates += 1;
+                self.discard_staged(&mut tx, m.staged_key());
+            }
+            Seen::New => {
+                reply.admitted += 1;
+                self.claim_in(&mut tx, m.idempotency_key.as_deref(), &m.id)?;
+                let settled = tx.meta.state.clone();
+                let view = crate::schedule::KeyState {
+                    in_flight: None,
+                    ..settled
+                };
+                match admit(&view, &newest_ref) {
+                    Admission::Superseded { by } => {
+                        self.supersede_new(&mut tx, &OlderWrite::from(m), by)
+                    }
+                    Admission::Hold { supersedes } => {
+                        let rec = new_record(
+                            &m.id,
+                            m.accepted_ms,
+                            m.size,
+                            m.op,
+                            Via::Queue,
+                            UploadState::Scheduled,
+                            tx.now,
+                        );
+                        if let Some(old) = supersedes {
+                            tx.end_id(self.host, &old, End::Superseded { by: m.id.clone() })?;
+                        }
+                        tx.ops.push(Op::PutBody(m.clone()));
+                        tx.meta.state.pending = Some(newest_ref);
+                        if active(Bug::SplitEnqueue) {
+                            // The defect: the marker lands in a step of its
+                            // own, before the body and the pending state.
+                            self.host.apply(vec![Op::PutUpload(rec)])?;
+                        } else {
+                            tx.insert(rec);
+                        }
+                    }
+                }
+            }
+        }
+        tx.apply(self.host)?;
+        Ok(reply)
+    }
+
+    /// Records a write the scheduler has not seen as superseded at once.
+    fn supersede_new(&self, tx: &mut Tx, w: &OlderWrite, by: String) {
+        let mut rec = new_record(
+            &w.id,
+            w.accepted_ms,
+            w.size,
+            w.op,
+            Via::Queue,
+            UploadState::Superseded,
+            tx.now,
+        );
+        rec.superseded_by = Some(by);
+        tx.insert(rec);
+        self.discard_staged(tx, w.staged_key.as_deref());
+        tx.count(|t| t.superseded += 1);
+    }
+
+    fn discard_staged(&self, tx: &mut Tx, staged: Option<&str>) {
+        if let Some(k) = staged {
+            tx.ops.push(Op::AddGarbage(k.to_string()));
+        }
+    }
+
+    /// A write the queue gave up on (dead letter). Unless the scheduler
+    /// already has it, it ends `failed` and its staged body becomes this
+    /// scheduler's to delete: nothing is deleted before that is known.
+    ///
+    /// # Errors
+    /// Storage failures; the dead letter consumer retries.
+    pub async fn fail(&self, req: FailRequest) -> Result<FailReply, ApiError> {
+        let mut tx = self.begin()?;
+        if tx.meta.key.is_none() {
+            tx.meta.key = Some(req.key.clone());
+        }
+        let at = WriteRef::new(req.accepted_ms, req.id.clone());
+        let reply = match self.seen(&tx, &req.id, &at, req.idempotency_key.as_deref())? {
+            Seen::Known => FailReply::Known,
+            Seen::Repeat => {
+                self.discard_staged(&mut tx, req.staged_key.as_deref());
+                FailReply::Dropped
+            }
+            Seen::New => {
+                self.claim_in(&mut tx, req.idempotency_key.as_deref(), &req.id)?;
+                let mut rec = new_record(
+                    &req.id,
+                    req.accepted_ms,
+                    req.size,
+                    req.op,
+                    Via::Queue,
+                    UploadState::Failed,
+                    tx.now,
+                );
+                rec.error_code = Some(req.code.clone());
+                rec.error_message = Some(req.message.clone());
+                tx.insert(rec);
+                self.discard_staged(&mut tx, req.staged_key.as_deref());
+                tx.count(|t| t.failed += 1);
+                FailReply::Failed
+            }
+        };
+        if reply != FailReply::Known {
+            tx.apply(self.host)?;
+            self.push_stats().await?;
+            self.reschedule().await?;
+        }
+        Ok(reply)
+    }
+
+    /// Records `id` as the holder of `idem_key` unless another id holds
+    /// it; returns the holder. Called by the producer only after the queue
+    /// took `id`'s message, so every holder is a write that was enqueued.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn claim(&self, idem_key: &str, id: &str) -> Result<String, ApiError> {
+        let mut tx = self.begin()?;
+        if let Some(held) = self.live_claim(&tx, idem_key)? {
+            return Ok(held.id);
+        }
+        self.claim_in(&mut tx, Some(idem_key), id)?;
+        tx.apply(self.host)?;
+        Ok(id.to_string())
+    }
+}

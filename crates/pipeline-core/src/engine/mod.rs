@@ -1,0 +1,361 @@
+//! The per-key scheduler as an engine without I/O of its own.
+//!
+//! Everything the key's scheduler decides lives here: admitting and
+//! superseding writes, committing them at most once a second, retrying with
+//! backoff, recovering a write a crash interrupted, the synchronous slot,
+//! idempotency, statuses and their pruning, and staged-body cleanup. The
+//! Durable Object (`src/objects/key_scheduler.rs`) only performs I/O: it
+//! implements [`Store`] over SQLite and [`Blobs`], [`Clock`] and
+//! [`StatsSink`] over R2, the alarm and the stats shards. The simulator
+//! (`crates/pipeline-sim`) implements the same traits over models and
+//! drives this very code.
+//!
+//! # The one rule that keeps it correct
+//! Every handler is a sequence of *steps* separated by awaits on [`Blobs`]
+//! or [`StatsSink`] (where other events may run and the instance may die).
+//! A step reads [`Store::meta`] afresh, decides, and writes all its changes
+//! with one [`Store::apply`]; nothing read before an await is written after
+//! it. In-memory state ([`Memory`]) is only what a restart may lose.
+//!
+//! Seams: [`admit`] (writes delivered by the queue, dead letters,
+//! idempotency), [`commit`] (the alarm, R2 writes, retries, garbage),
+//! [`recovery`], [`sync`], [`status`].
+
+pub mod admit;
+pub mod commit;
+pub mod io;
+pub mod planted;
+pub mod recovery;
+pub mod status;
+pub mod store;
+pub mod sync;
+
+use std::cell::Cell;
+
+pub use io::{BlobError, Blobs, Clock, HostError, PutBody, StatsSink, StoredHead};
+pub use store::{IdemRecord, Meta, Op, RetryDoc, StatsDoc, Store, StoreError, UploadRecord, Via};
+
+use crate::error::ApiError;
+use crate::id::WriteOp;
+use crate::schedule::WriteRef;
+use crate::stats::Totals;
+use crate::status::UploadState;
+
+/// Everything the engine needs from its host.
+pub trait Host: Store + Blobs + Clock + StatsSink {}
+impl<T: Store + Blobs + Clock + StatsSink> Host for T {}
+
+/// While a write of this instance runs, the alarm looks again this late
+/// (the write reschedules itself when it ends; this is only a watchdog).
+pub const BUSY_RECHECK_MS: i64 = 2000;
+/// The alarm set before an R2 write starts, so a crash during the write
+/// is recovered without any other event.
+pub const WATCHDOG_MS: i64 = 2000;
+/// Staged bodies removed per alarm run.
+pub const GARBAGE_PER_RUN: usize = 50;
+/// How long a terminal status waits for its counts to reach `/stats`.
+pub const STATS_GRACE_MS: i64 = 1000;
+/// How often a long-poll looks at the status again.
+pub const POLL_INTERVAL_MS: i64 = 100;
+/// How soon dirty totals are pushed again after a failed push.
+pub const STATS_RETRY_MS: i64 = 5000;
+
+/// The engine's settings (from the deployment's `Settings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// How long terminal statuses are kept.
+    pub status_ttl_ms: i64,
+    /// Tries of one R2 write before its upload is `failed`.
+    pub max_commit_attempts: u32,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl_ms: i64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            status_ttl_ms: crate::config::DEFAULT_STATUS_TTL_SECONDS as i64 * 1000,
+            max_commit_attempts: crate::config::MAX_COMMIT_ATTEMPTS,
+            idempotency_ttl_ms: crate::config::IDEMPOTENCY_TTL_MS,
+        }
+    }
+}
+
+/// What one instance keeps in memory; a restart starts from the default.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// An R2 write of this instance is running. A fresh instance starts
+    /// with `false` while the persisted `in_flight` is set: that is how an
+    /// interrupted write is recognised.
+    pub busy: Cell<bool>,
+}
+
+/// One key's scheduler: the host's I/O, this instance's memory, settings.
+pub struct Scheduler<'a, H> {
+    pub host: &'a H,
+    pub mem: &'a Memory,
+    pub cfg: EngineConfig,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+/// One step's changes: the document as the step leaves it and the other
+/// operations, applied together by [`Tx::apply`].
+pub struct Tx {
+    pub meta: Meta,
+    pub ops: Vec<Op>,
+    pub now: i64,
+}
+
+impl Tx {
+    /// Starts a step from the stored document.
+    ///
+    /// # Errors
+    /// [`StoreError`] when it cannot be read.
+    pub fn begin(store: &impl Store, now: i64) -> Result<Self, StoreError> {
+        Ok(Self {
+            meta: store.meta()?,
+            ops: Vec::new(),
+            now,
+        })
+    }
+
+    /// Writes the step: every operation and the document, all or none.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing was written then.
+    pub fn apply(mut self, store: &impl Store) -> Result<Meta, StoreError> {
+        self.ops.insert(0, Op::PutMeta(self.meta.clone()));
+        store.apply(self.ops)?;
+        Ok(self.meta)
+    }
+
+    /// Adds to this key's totals and marks them for pushing.
+    pub fn count(&mut self, f: impl FnOnce(&mut Totals)) {
+        f(&mut self.meta.stats.totals);
+        self.meta.stats.version += 1;
+        self.meta.stats.dirty = true;
+    }
+
+    /// A new row for a write this scheduler has not seen.
+    pub fn insert(&mut self, rec: UploadRecord) {
+        self.ops.push(Op::PutUpload(rec));
+    }
+
+    /// Ends `rec` (already stored) in `state` with the given details, drops
+    /// its body (a staged one becomes garbage) and counts it.
+    pub fn end(
+        &mut self,
+        store: &impl Store,
+        mut rec: UploadRecord,
+        end: End,
+    ) -> Result<(), StoreError> {
+        rec.updated_ms = self.now;
+        match end {
+            End::Committed { start_ms, etag } => {
+                rec.state = UploadState::Committed;
+                rec.committed_ms = Some(start_ms);
+                rec.etag = etag;
+                self.count(|t| {
+                    t.committed += 1;
+                    t.r2_writes += 1;
+                });
+            }
+            End::Superseded { by } => {
+                rec.state = UploadState::Superseded;
+                rec.superseded_by = Some(by);
+                self.count(|t| t.superseded += 1);
+            }
+            End::Failed { code, message } => {
+                rec.state = UploadState::Failed;
+                rec.error_code = Some(code);
+                rec.error_message = Some(message);
+                self.count(|t| t.failed += 1);
+            }
+        }
+        self.drop_body(store, &rec.id)?;
+        self.ops.push(Op::PutUpload(rec));
+        Ok(())
+    }
+
+    /// Ends the stored write `id`, if it exists and is not terminal yet.
+    pub fn end_id(&mut self, store: &impl Store, id: &str, end: End) -> Result<(), StoreError> {
+        match store.upload(id)? {
+            Some(rec) if !rec.state.is_terminal() => self.end(store, rec, end),
+            _ => Ok(()),
+        }
+    }
+
+    /// Forgets a held write's body; a staged one is queued for deletion.
+    pub fn drop_body(&mut self, store: &impl Store, id: &str) -> Result<(), StoreError> {
+        if let Some(msg) = store.body(id)? {
+            if let Some(staged) = msg.staged_key() {
+                self.ops.push(Op::AddGarbage(staged.to_string()));
+            }
+            self.ops.push(Op::DeleteBody(id.to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// How a write ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    Committed { start_ms: i64, etag: Option<String> },
+    Superseded { by: String },
+    Failed { code: String, message: String },
+}
+
+impl End {
+    pub fn failed(code: &str, message: impl Into<String>) -> Self {
+        End::Failed {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A fresh, non-terminal row for `msg`-like facts.
+pub fn new_record(
+    id: &str,
+    accepted_ms: i64,
+    size: u64,
+    op: WriteOp,
+    via: Via,
+    state: UploadState,
+    now: i64,
+) -> UploadRecord {
+    UploadRecord {
+        id: id.to_string(),
+        accepted_ms,
+        size,
+        op,
+        via,
+        state,
+        committed_ms: None,
+        etag: None,
+        superseded_by: None,
+        error_code: None,
+        error_message: None,
+        updated_ms: now,
+    }
+}
+
+impl<'a, H: Host> Scheduler<'a, H> {
+    pub fn new(host: &'a H, mem: &'a Memory, cfg: EngineConfig) -> Self {
+        Self { host, mem, cfg }
+    }
+
+    fn begin(&self) -> Result<Tx, ApiError> {
+        Ok(Tx::begin(self.host, self.host.now_ms())?)
+    }
+
+    /// The newest write that decides what older ones are superseded by:
+    /// the newest that landed (or ended) and the pending one. A write in
+    /// flight is not counted: it may still fail, and nothing is superseded
+    /// by a write that did not land.
+    fn newest_settled(meta: &Meta) -> Option<&WriteRef> {
+        [&meta.state.watermark, &meta.state.pending]
+            .into_iter()
+            .flatten()
+            .max()
+    }
+
+    /// Pushes this key's totals if they changed; on failure they stay
+    /// dirty and a later alarm pushes them.
+    pub async fn push_stats(&self) -> Result<(), ApiError> {
+        let meta = self.host.meta()?;
+        if !meta.stats.dirty {
+            return Ok(());
+        }
+        let version = meta.stats.version;
+        if self
+            .host
+            .push_stats(version, meta.stats.totals)
+            .await
+            .is_ok()
+        {
+            // Re-read: other events may have counted more meanwhile.
+            let mut tx = self.begin()?;
+            if tx.meta.stats.version == version && tx.meta.stats.dirty {
+                tx.meta.stats.dirty = false;
+                tx.apply(self.host)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// When the pending write may start: its slot, or later when it is
+    /// waiting out a retry backoff.
+    pub fn pending_due(meta: &Meta, now: i64) -> Option<i64> {
+        let p = meta.state.pending.as_ref()?;
+        let retry_at = if meta.retry.id == p.id {
+            meta.retry.retry_at_ms
+        } else {
+            0
+        };
+        Some(meta.state.next_slot(now).max(retry_at))
+    }
+
+    /// Sets the alarm to the earliest moment something is due: the pending
+    /// write's slot, a watchdog over a write in flight, staged bodies to
+    /// delete, stats to push, rows to prune. Clears it when nothing is.
+    ///
+    /// # Errors
+    /// Storage or alarm failures.
+    pub async fn reschedule(&self) -> Result<(), ApiError> {
+        let now = self.host.now_ms();
+        let meta = self.host.meta()?;
+        let mut due: Option<i64> = None;
+        let mut at = |t: i64| due = Some(due.map_or(t, |d: i64| d.min(t)));
+        if let Some(t) = Self::pending_due(&meta, now) {
+            at(t);
+        }
+        if meta.state.in_flight.is_some() {
+            at(now + WATCHDOG_MS);
+        }
+        if !self.host.garbage(1)?.is_empty() {
+            at(now);
+        }
+        if meta.stats.dirty {
+            at(now + STATS_RETRY_MS);
+        }
+        let (uploads, idem) = self.host.oldest_prunable()?;
+        if let Some(t) = uploads {
+            at(t + self.cfg.status_ttl_ms + 1000);
+        }
+        if let Some(t) = idem {
+            at(t + self.cfg.idempotency_ttl_ms + 1000);
+        }
+        let r = match due {
+            Some(t) => self.host.set_alarm(t.max(now)).await,
+            None => self.host.delete_alarm().await,
+        };
+        r.map_err(|e| ApiError::Internal(format!("alarm: {e}")))
+    }
+
+    /// Re-arms the alarm when work is waiting and no alarm is set (or it is
+    /// long overdue): a lost alarm heals on the next status poll.
+    ///
+    /// # Errors
+    /// Storage or alarm failures.
+    pub async fn ensure_alarm(&self) -> Result<(), ApiError> {
+        let meta = self.host.meta()?;
+        if meta.state.pending.is_none() && meta.state.in_flight.is_none() {
+            return Ok(());
+        }
+        let alarm = self
+            .host
+            .get_alarm()
+            .await
+            .map_err(|e| ApiError::Internal(format!("alarm: {e}")))?;
+        if alarm.is_none_or(|t| t < self.host.now_ms() - 5000) {
+            self.reschedule().await?;
+        }
+        Ok(())
+    }
+}

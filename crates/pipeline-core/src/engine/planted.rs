@@ -1,0 +1,78 @@
+//! Known defects that the deterministic simulator must be able to find.
+//!
+//! A simulator that has never failed proves nothing. Each [`Bug`] puts back
+//! one defect that an earlier version of the scheduler, consumer or
+//! producer had; `crates/pipeline-sim` turns them on one at a time and
+//! asserts that its checkers catch each within a stated number of seeds.
+//!
+//! The switch exists only with the cargo feature `planted-bugs`, which only
+//! the simulator enables. Without it [`active`] is `false` everywhere and
+//! the compiler removes the defective branches.
+
+/// One re-introducible defect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Bug {
+    /// Recovery saves the state it loaded before its R2 head: a write
+    /// enqueued during the head is dropped, or a superseded one returns.
+    StaleRecovery,
+    /// A sync write supersedes the pending async write before its own R2
+    /// write succeeds.
+    SyncSupersedesEarly,
+    /// `Idempotency-Key` is claimed before the queue send: a repeat can be
+    /// answered with an id that is never enqueued.
+    ClaimBeforeSend,
+    /// The dead letter path deletes the staged body before asking the
+    /// scheduler whether it holds that write.
+    DeadLetterDeletesFirst,
+    /// The write's start is persisted before the staged body's GET, so the
+    /// real PUT-to-PUT gap can be under 1000 ms.
+    StartBeforeGet,
+    /// The duplicate marker of a delivered write is written apart from its
+    /// body and pending state: a failure in between leaves it `scheduled`
+    /// forever.
+    SplitEnqueue,
+    /// A duplicate delivered after its status was pruned is counted again.
+    RecountAfterPrune,
+    /// The consumer retries an unreachable scheduler after a constant 2 s,
+    /// so a short outage turns accepted writes into `failed`.
+    ConstantRetryDelay,
+}
+
+impl Bug {
+    /// Every planted bug.
+    pub const ALL: [Bug; 8] = [
+        Bug::StaleRecovery,
+        Bug::SyncSupersedesEarly,
+        Bug::ClaimBeforeSend,
+        Bug::DeadLetterDeletesFirst,
+        Bug::StartBeforeGet,
+        Bug::SplitEnqueue,
+        Bug::RecountAfterPrune,
+        Bug::ConstantRetryDelay,
+    ];
+}
+
+#[cfg(feature = "planted-bugs")]
+thread_local! {
+    static ACTIVE: std::cell::Cell<Option<Bug>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether `bug` is planted in this thread's run.
+#[inline]
+pub fn active(bug: Bug) -> bool {
+    #[cfg(feature = "planted-bugs")]
+    {
+        ACTIVE.with(|a| a.get() == Some(bug))
+    }
+    #[cfg(not(feature = "planted-bugs"))]
+    {
+        let _ = bug;
+        false
+    }
+}
+
+/// Plants `bug` (or none) for the runs on this thread.
+#[cfg(feature = "planted-bugs")]
+pub fn plant(bug: Option<Bug>) {
+    ACTIVE.with(|a| a.set(bug));
+}

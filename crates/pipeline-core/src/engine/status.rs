@@ -1,0 +1,94 @@
+//! Upload statuses as `GET /uploads/{id}` reports them, with the long-poll,
+//! and the held write `?consistency=latest` serves.
+//!
+//! An id the scheduler has not seen is `queued` (it was accepted: the id is
+//! sealed by this deployment) until the retention window after its
+//! acceptance ends. A terminal state is answered once this key's counts
+//! reached `/stats` (or after [`STATS_GRACE_MS`]), so a client that saw its
+//! writes end sees them counted.
+
+use crate::engine::{Host, Scheduler, UploadRecord, POLL_INTERVAL_MS, STATS_GRACE_MS};
+use crate::error::ApiError;
+use crate::message::WriteMessage;
+use crate::protocol::StatusRequest;
+use crate::status::{UploadState, UploadStatus};
+
+impl<H: Host> Scheduler<'_, H> {
+    /// The status of `req.id`, waiting up to `req.wait_ms` for it to end.
+    ///
+    /// # Errors
+    /// `upload_not_found` once the retention window has passed; storage
+    /// failures.
+    pub async fn status(&self, req: StatusRequest) -> Result<UploadStatus, ApiError> {
+        self.ensure_alarm().await?;
+        let start = self.host.now_ms();
+        let deadline = start + req.wait_ms.max(0);
+        let grace = start + STATS_GRACE_MS;
+        loop {
+            let row = self.host.upload(&req.id)?;
+            let now = self.host.now_ms();
+            let terminal = row.as_ref().is_some_and(|r| r.state.is_terminal());
+            let counted = !terminal || now >= grace || !self.host.meta()?.stats.dirty;
+            if (terminal && counted) || (!terminal && now >= deadline) {
+                return match row {
+                    Some(r) => Ok(self.status_of(&req, r)?),
+                    None if now > req.accepted_ms + req.ttl_ms => Err(ApiError::UploadNotFound(
+                        "upload id expired or unknown".into(),
+                    )),
+                    None => Ok(UploadStatus {
+                        id: req.id.clone(),
+                        key: req.key.clone(),
+                        state: UploadState::Queued,
+                        accepted_ms: req.accepted_ms,
+                        size: req.size,
+                        not_before_ms: None,
+                        committed_ms: None,
+                        etag: None,
+                        superseded_by: None,
+                        error_code: None,
+                        error_message: None,
+                    }),
+                };
+            }
+            self.host.sleep(POLL_INTERVAL_MS).await;
+        }
+    }
+
+    fn status_of(&self, req: &StatusRequest, r: UploadRecord) -> Result<UploadStatus, ApiError> {
+        let not_before_ms = if r.state == UploadState::Scheduled {
+            Self::pending_due(&self.host.meta()?, self.host.now_ms())
+        } else {
+            None
+        };
+        Ok(UploadStatus {
+            id: r.id,
+            key: req.key.clone(),
+            state: r.state,
+            accepted_ms: r.accepted_ms,
+            size: r.size,
+            not_before_ms,
+            committed_ms: r.committed_ms,
+            etag: r.etag,
+            superseded_by: r.superseded_by,
+            error_code: r.error_code,
+            error_message: r.error_message,
+        })
+    }
+
+    /// The newest write this scheduler holds (pending or in flight) when it
+    /// is newer than what R2 has: what a read-your-writes GET serves.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn latest(&self) -> Result<Option<WriteMessage>, ApiError> {
+        let st = self.host.meta()?.state;
+        let held = [st.pending.clone(), st.in_flight.clone()]
+            .into_iter()
+            .flatten()
+            .max();
+        Ok(match held {
+            Some(h) if st.watermark.as_ref().is_none_or(|w| h > *w) => self.host.body(&h.id)?,
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,146 @@
+//! What a key's scheduler persists, and the small storage interface the
+//! engine needs. The Durable Object implements [`Store`] over its SQLite
+//! database; the simulator over in-memory maps.
+//!
+//! Reads are synchronous (SQLite in a Durable Object is). Every change of
+//! one engine step goes through [`Store::apply`] as one list of [`Op`]s that
+//! must land atomically: all of them or none.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::id::WriteOp;
+use crate::message::WriteMessage;
+use crate::schedule::KeyState;
+use crate::stats::Totals;
+use crate::status::UploadState;
+
+/// A storage failure. The engine answers it as an internal error; nothing
+/// of the step that hit it was applied.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("storage: {0}")]
+pub struct StoreError(pub String);
+
+/// Retry bookkeeping of the pending write.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryDoc {
+    pub id: String,
+    pub attempts: u32,
+    pub retry_at_ms: i64,
+}
+
+/// This key's cumulative totals with the version of their last change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsDoc {
+    pub version: i64,
+    pub totals: Totals,
+    /// Changed since the last push that reached the shard.
+    pub dirty: bool,
+}
+
+/// The scheduler's one small document: read at the start of every step,
+/// written in the step's [`Store::apply`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The object key this scheduler serves (learnt from its first call).
+    pub key: Option<String>,
+    pub state: KeyState,
+    pub retry: RetryDoc,
+    pub stats: StatsDoc,
+}
+
+/// How a write reached its scheduler: through the queue, or a synchronous
+/// request (whose body is not kept: it cannot be retried after a crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Queue,
+    Sync,
+}
+
+/// One upload's status row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub id: String,
+    pub accepted_ms: i64,
+    pub size: u64,
+    pub op: WriteOp,
+    pub via: Via,
+    pub state: UploadState,
+    pub committed_ms: Option<i64>,
+    pub etag: Option<String>,
+    pub superseded_by: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// Last change; terminal rows are pruned `status_ttl` after it.
+    pub updated_ms: i64,
+}
+
+/// An `Idempotency-Key` and the id that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdemRecord {
+    pub idem_key: String,
+    pub id: String,
+    pub created_ms: i64,
+}
+
+/// One change to storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    PutMeta(Meta),
+    /// Insert or replace the row of `record.id`.
+    PutUpload(UploadRecord),
+    /// Keep the body of a held write until it ends.
+    PutBody(WriteMessage),
+    DeleteBody(String),
+    /// A staged body to delete from R2 (its write ended).
+    AddGarbage(String),
+    RemoveGarbage(String),
+    PutIdem(IdemRecord),
+    /// Terminal upload rows last changed before `uploads_before`, and
+    /// idempotency keys created before `idem_before`.
+    Prune {
+        uploads_before: i64,
+        idem_before: i64,
+    },
+}
+
+/// The scheduler's storage.
+pub trait Store {
+    /// The scheduler's document (default when never written).
+    ///
+    /// # Errors
+    /// [`StoreError`] when storage cannot be read.
+    fn meta(&self) -> Result<Meta, StoreError>;
+    /// An upload's row.
+    ///
+    /// # Errors
+    /// As [`Store::meta`].
+    fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError>;
+    /// A held write's message (and so its body).
+    ///
+    /// # Errors
+    /// As [`Store::meta`].
+    fn body(&self, id: &str) -> Result<Option<WriteMessage>, StoreError>;
+    /// Who holds an `Idempotency-Key`, if anyone does.
+    ///
+    /// # Errors
+    /// As [`Store::meta`].
+    fn idempotency(&self, idem_key: &str) -> Result<Option<IdemRecord>, StoreError>;
+    /// Up to `limit` staged bodies waiting for deletion.
+    ///
+    /// # Errors
+    /// As [`Store::meta`].
+    fn garbage(&self, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// The oldest `updated_ms` of a terminal upload row, and the oldest
+    /// `created_ms` of an idempotency key: when the next prune is due.
+    ///
+    /// # Errors
+    /// As [`Store::meta`].
+    fn oldest_prunable(&self) -> Result<(Option<i64>, Option<i64>), StoreError>;
+    /// Applies one step's changes, all or none.
+    ///
+    /// # Errors
+    /// [`StoreError`]; then nothing of `ops` was applied.
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
+}

@@ -1,0 +1,83 @@
+//! The producer's enqueue, free of the runtime: send the accepted write to
+//! the queue, then (with an `Idempotency-Key`) learn which id holds the key.
+//!
+//! The order is what makes an idempotent repeat safe: the key is claimed
+//! only *after* the queue took the message, so the id a repeat is answered
+//! with was always enqueued. Two racing requests with one key both send;
+//! the first claim wins, both are answered with the winner's id, and the
+//! loser's message is dropped by the key's scheduler when delivered (it
+//! finds the key held by another id). A producer that dies between send
+//! and claim leaves no hole either: the delivery itself claims the key.
+
+use crate::engine::planted::{active, Bug};
+use crate::error::ApiError;
+use crate::message::WriteMessage;
+
+/// What the producer needs from the runtime.
+#[allow(async_fn_in_trait)]
+pub trait ProducerIo {
+    /// Sends the write to the upload queue.
+    ///
+    /// # Errors
+    /// [`ApiError::QueueUnavailable`] when the queue did not take it.
+    async fn send(&self, msg: &WriteMessage) -> Result<(), ApiError>;
+    /// Claims `idem_key` for `id` at the key's scheduler; returns the id
+    /// that holds it.
+    ///
+    /// # Errors
+    /// [`ApiError::Unavailable`] when the scheduler cannot be reached.
+    async fn claim(&self, key: &str, idem_key: &str, id: &str) -> Result<String, ApiError>;
+    /// Removes a staged body that no accepted write refers to.
+    async fn delete_staged(&self, staged_key: &str);
+}
+
+/// The id a `202` names, and whether it is this request's own write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: String,
+    /// `false` for an idempotent repeat answered with the first write's id.
+    pub own: bool,
+}
+
+/// Enqueues `msg` (already stamped) and resolves its `Idempotency-Key`.
+///
+/// # Errors
+/// `queue_unavailable` when the send fails (the staged body, if any, is
+/// removed: nothing is left behind); `unavailable` when the claim cannot be
+/// made after the send (the write is enqueued and will be written; a retry
+/// with the same key is answered with the id that holds it).
+pub async fn enqueue(io: &impl ProducerIo, msg: &WriteMessage) -> Result<Enqueued, ApiError> {
+    if active(Bug::ClaimBeforeSend) {
+        if let Some(k) = &msg.idempotency_key {
+            let holder = io.claim(&msg.key, k, &msg.id).await?;
+            if holder != msg.id {
+                if let Some(s) = msg.staged_key() {
+                    io.delete_staged(s).await;
+                }
+                return Ok(Enqueued {
+                    id: holder,
+                    own: false,
+                });
+            }
+        }
+    }
+    if let Err(e) = io.send(msg).await {
+        if let Some(s) = msg.staged_key() {
+            io.delete_staged(s).await;
+        }
+        return Err(e);
+    }
+    match &msg.idempotency_key {
+        Some(k) if !active(Bug::ClaimBeforeSend) => {
+            let holder = io.claim(&msg.key, k, &msg.id).await?;
+            Ok(Enqueued {
+                own: holder == msg.id,
+                id: holder,
+            })
+        }
+        _ => Ok(Enqueued {
+            id: msg.id.clone(),
+            own: true,
+        }),
+    }
+}
