@@ -1,6 +1,6 @@
 # Sourced by every project script: where the pinned tools live and the
 # variables that make worker-build and wrangler work offline (see
-# shared/TOOLCHAIN.md). Safe to source twice.
+# docs/DEVELOPING.md). Safe to source twice.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROOT
 export PATH="$ROOT/.tools/bin:$ROOT/node_modules/.bin:$HOME/.cargo/bin:$PATH"

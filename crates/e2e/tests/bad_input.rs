@@ -1,4 +1,4 @@
-//! Bad input (issue 6), table-driven over every route of `shared/API.md`:
+//! Bad input, table-driven over every route of `docs/API.md`:
 //! keys, headers, query parameters, bodies, counter bodies and names, ids
 //! and methods. Each input gets its status and JSON error code checked, and
 //! each one is followed by a check that nothing changed: the fixture

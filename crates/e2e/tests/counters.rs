@@ -1,5 +1,5 @@
-//! Counters: strongly consistent Durable Object counters (issue 2 must-show;
-//! `shared/API.md` "Counters").
+//! Counters: strongly consistent Durable Object counters (`docs/API.md`
+//! "Counters").
 
 use std::collections::BTreeSet;
 

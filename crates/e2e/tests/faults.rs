@@ -1,4 +1,4 @@
-//! Faults (issue 6): crashes of the runtime at three points of a hot-key
+//! Faults: crashes of the runtime at three points of a hot-key
 //! storm, R2 write failures, duplicate and late deliveries, poison
 //! messages. Everything is injected into the real Worker on `wrangler dev`:
 //! SIGKILL of the runtime's process group, and the test-only routes of a

@@ -1,4 +1,4 @@
-//! The hot-key storm (issue 3 must-show): about 400 uploads to 4 keys from
+//! The hot-key storm: about 400 uploads to 4 keys from
 //! 12 concurrent clients in about 6 s.
 //!
 //! Shows: every upload `202`; every id terminal within 10 s of the last
@@ -8,7 +8,8 @@
 //! owns its worker).
 //!
 //! Not here: "a late, older write ends superseded" needs a delivery delayed
-//! on purpose; it will be injected through a test-only route (issue 6).
+//! on purpose; `faults.rs` injects it through the test-only route
+//! `/_test/delayed` (`late_older_deliveries_end_superseded_and_never_regress`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -1,4 +1,5 @@
-//! Listing: `GET /objects?prefix=&delimiter=&cursor=&limit=` (issue 4).
+//! Listing: `GET /objects?prefix=&delimiter=&cursor=&limit=` (`docs/API.md`
+//! "Listing").
 
 use std::collections::BTreeSet;
 use std::time::Instant;

@@ -1,5 +1,5 @@
 //! Synchronous reads: validators, conditional requests, ranges, HEAD and
-//! read-your-writes (issue 4; `shared/API.md` "Synchronous reads").
+//! read-your-writes (`docs/API.md` "Reads").
 
 use std::time::{Duration, Instant, SystemTime};
 

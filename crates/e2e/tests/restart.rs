@@ -1,5 +1,4 @@
-//! Writes held by the schedulers survive a crash of the runtime (issue 3
-//! must-show).
+//! Writes held by the schedulers survive a crash of the runtime.
 //!
 //! A burst of exactly two full queue batches (2 × 100 messages) to a few
 //! keys: the first batch commits each key's newest write at once, so the

@@ -1,5 +1,6 @@
-//! Routing, bearer auth, CORS and `PUBLIC_READS` (issue 2; `shared/API.md`
-//! "Authentication", "Operations").
+//! Routing, bearer auth, CORS and `PUBLIC_READS` (`docs/API.md`
+//! "Authentication", "Operations", "CORS, routing and headers on every
+//! response").
 //!
 //! Most tests share one worker. The auth tests that must show "nothing
 //! changed" through exact `/stats`, and the ones that need other variables

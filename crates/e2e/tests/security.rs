@@ -1,4 +1,4 @@
-//! Security (issue 6): bearer auth on every state-changing route (no
+//! Security: bearer auth on every state-changing route (no
 //! token, wrong tokens, tokens anywhere but the `Authorization` header),
 //! the internal `_pipeline/` prefix out of reach, upload ids that are
 //! unguessable and reveal no key, CORS that never reflects an unlisted

@@ -1,4 +1,4 @@
-//! Sustained load (issue 6): a soak of mixed uploads (async, sync, large
+//! Sustained load: a soak of mixed uploads (async, sync, large
 //! staged bodies, deletes), reads (plain, ranges, `?consistency=latest`),
 //! counters, status polls, listings and `/stats` against one worker, for
 //! `SOAK_SECONDS` (default 60; 600 by hand) at `SOAK_RATE` operations per

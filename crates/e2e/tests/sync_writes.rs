@@ -1,6 +1,5 @@
 //! Synchronous writes (`?mode=sync`) and their one-write-per-second slot,
-//! shared with the queued writes (issue 4; `shared/API.md` "Synchronous
-//! writes").
+//! shared with the queued writes (`docs/API.md` "Synchronous writes").
 //!
 //! Not covered: `409 newer_write_pending` needs a clock skew between Worker
 //! instances, which one local runtime cannot produce.

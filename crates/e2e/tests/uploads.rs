@@ -1,10 +1,10 @@
 //! Asynchronous writes: `PUT`/`DELETE /objects/{key}` → `202`, status
-//! polling, metadata, idempotency and bad input (issue 3; `shared/API.md`
-//! "Asynchronous writes").
+//! polling, metadata, idempotency and bad input (`docs/API.md`
+//! "Asynchronous writes", "Upload status").
 //!
 //! Not covered here: "a late, older write ends superseded" needs a write
-//! delivered late on purpose, which the public API cannot do; it will be
-//! injected through a test-only route (issue 6).
+//! delivered late on purpose, which the public API cannot do; `faults.rs`
+//! injects it through the test-only route `/_test/delayed`.
 
 use std::time::{Duration, Instant};
 

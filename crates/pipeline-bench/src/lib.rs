@@ -1,12 +1,13 @@
 //! `pipeline-bench`: the write pipeline against the naive direct write and
 //! the synchronous (rate-limited) write, side by side, in one run on the
-//! real Worker (issue 5). See `docs/BENCHMARKS.md` for a run and how to read it.
+//! real Worker. See `docs/BENCHMARKS.md` for a run and how to read it.
 //!
 //! Scenarios: [`ingest`] (the `202` path against `/healthz` and a bare
 //! queue send), [`storm`] (hot keys through the three approaches),
 //! [`large`] (10 and 50 MiB through the staged path, runtime memory) and
-//! [`wasm`] (the Worker's size). [`report`] turns the figures into the
-//! issue's targets, a table and JSON with every input ([`env`]).
+//! [`wasm`] (the Worker's size). [`report`] checks the figures against the
+//! benchmark's targets and turns them into a table and JSON with every
+//! input ([`env`]).
 
 pub mod ctx;
 pub mod env;

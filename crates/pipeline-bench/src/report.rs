@@ -1,4 +1,6 @@
-//! The targets of issue 5, the printed table and the JSON report.
+//! The benchmark's targets (the `202` path's throughput against a bare
+//! enqueue, the hot-key storm's correctness and commit lag, memory growth on
+//! large objects), the printed table and the JSON report.
 
 use std::fmt::Write as _;
 
@@ -38,7 +40,7 @@ pub struct WorkerInfo {
     pub log: Option<String>,
 }
 
-/// A target of the issue and whether this run met it.
+/// A target of the benchmark and whether this run met it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
     /// What is measured.
@@ -80,7 +82,7 @@ pub struct Report {
     pub large: Option<LargeResult>,
     /// Scenario 4.
     pub wasm: Option<WasmResult>,
-    /// The issue's targets.
+    /// The benchmark's targets and whether each was met.
     pub targets: Vec<Target>,
     /// Functional failures (non-empty: the run exits 1).
     pub functional_failures: Vec<String>,
@@ -106,7 +108,7 @@ pub const LAG_SLACK_MS: f64 = 1500.0;
 /// Large objects: peak memory growth under this share of the object size.
 pub const GROWTH_GOAL_PCT: f64 = 50.0;
 
-/// The issue's targets, from the results.
+/// The benchmark's targets, checked against the results.
 #[must_use]
 pub fn targets(
     ingest: Option<&IngestResult>,

@@ -1,4 +1,4 @@
-//! [`Client`]: one typed method per route of `shared/API.md`.
+//! [`Client`]: one typed method per route of `docs/API.md`.
 //!
 //! Blocking (`ureq`) on purpose: tests drive concurrency with plain threads,
 //! and a blocking call keeps every request's timing visible in the test.

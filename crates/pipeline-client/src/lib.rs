@@ -1,4 +1,4 @@
-//! A typed, blocking HTTP client for the write pipeline's API (`shared/API.md`)
+//! A typed, blocking HTTP client for the write pipeline's API (`docs/API.md`)
 //! and a harness that runs the real Worker locally under `wrangler dev`.
 //!
 //! The end-to-end suite and the benchmark both speak to the Worker through

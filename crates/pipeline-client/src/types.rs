@@ -1,6 +1,6 @@
 //! The API's success bodies as Rust types.
 //!
-//! Field names follow `shared/API.md` exactly; times stay RFC 3339 strings
+//! Field names follow `docs/API.md` exactly; times stay RFC 3339 strings
 //! as sent, so tests can check their format as well as their value.
 //! Unknown fields are ignored (the API may add to its bodies).
 

@@ -72,7 +72,7 @@ mod tests {
     }
 }
 
-/// Fuzzing (issue 6): any header against any token never panics, and only
+/// Fuzzing: any header against any token never panics, and only
 /// the exact token behind a `Bearer` scheme is accepted.
 #[cfg(test)]
 mod fuzz {

@@ -155,7 +155,7 @@ mod tests {
     }
 }
 
-/// Fuzzing (issue 6): settings never panic on any var value, and an origin
+/// Fuzzing: settings never panic on any var value, and an origin
 /// list never reflects an origin it does not list.
 #[cfg(test)]
 mod fuzz {

@@ -98,7 +98,7 @@ mod tests {
     }
 }
 
-/// Fuzzing (issue 6): the counter body parser never panics, accepts exactly
+/// Fuzzing: the counter body parser never panics, accepts exactly
 /// the integers that fit `i64`, and arithmetic never wraps.
 #[cfg(test)]
 mod fuzz {

@@ -7,7 +7,7 @@
 
 use thiserror::Error;
 
-/// An error answer of the HTTP API (see `shared/API.md`).
+/// An error answer of the HTTP API (see `docs/API.md`, "Error codes").
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ApiError {
     #[error("{0}")]

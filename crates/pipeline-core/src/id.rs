@@ -226,7 +226,7 @@ mod tests {
     }
 }
 
-/// Fuzzing (issue 6): opening never panics on any bytes of an id's shape,
+/// Fuzzing: opening never panics on any bytes of an id's shape,
 /// and nothing but an untouched id of this secret opens.
 #[cfg(test)]
 mod fuzz {

@@ -51,7 +51,7 @@ pub fn decode_key(raw: &str) -> Result<String, ApiError> {
     Ok(key)
 }
 
-/// Checks a decoded key against the rules of `shared/API.md` ("Object keys").
+/// Checks a decoded key against the rules of `docs/API.md` ("Object keys").
 ///
 /// # Errors
 ///
@@ -270,7 +270,7 @@ mod tests {
     }
 }
 
-/// Fuzzing (issue 6): any percent-encoded bytes, valid escapes or not,
+/// Fuzzing: any percent-encoded bytes, valid escapes or not,
 /// decode without panicking, and an accepted key is exactly the decoded
 /// bytes and obeys every rule.
 #[cfg(test)]

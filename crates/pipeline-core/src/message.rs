@@ -239,7 +239,7 @@ mod tests {
     }
 }
 
-/// Fuzzing (issue 6): the queue message decoder never panics on any input,
+/// Fuzzing: the queue message decoder never panics on any input,
 /// and whatever it accepts obeys every rule a consumer relies on.
 #[cfg(test)]
 mod fuzz {

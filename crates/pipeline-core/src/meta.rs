@@ -459,7 +459,7 @@ mod tests {
     }
 }
 
-/// Fuzzing (issue 6): header mapping never panics, and whatever it accepts
+/// Fuzzing: header mapping never panics, and whatever it accepts
 /// fits R2's limits and never claims a reserved name.
 #[cfg(test)]
 mod fuzz {

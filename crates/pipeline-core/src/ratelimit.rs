@@ -66,7 +66,7 @@ mod tests {
     }
 }
 
-/// Fuzzing (issue 6): the 429 headers never panic and always agree.
+/// Fuzzing: the 429 headers never panic and always agree.
 #[cfg(test)]
 mod fuzz {
     use super::*;

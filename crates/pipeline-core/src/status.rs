@@ -160,7 +160,7 @@ mod tests {
     }
 }
 
-/// Fuzzing (issue 6): any status renders the contract's shape.
+/// Fuzzing: any status renders the contract's shape.
 #[cfg(test)]
 mod fuzz {
     use super::*;

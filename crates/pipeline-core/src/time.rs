@@ -31,7 +31,7 @@ mod tests {
     }
 }
 
-/// Fuzzing (issue 6): formatting and parsing never panic and round-trip.
+/// Fuzzing: formatting and parsing never panic and round-trip.
 #[cfg(test)]
 mod fuzz {
     use super::*;
