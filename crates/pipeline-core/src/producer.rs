@@ -37,6 +37,10 @@ pub struct Enqueued {
     pub id: String,
     /// `false` for an idempotent repeat answered with the first write's id.
     pub own: bool,
+    /// Whether the producer counts this write in `/stats accepted`. A write
+    /// with an `Idempotency-Key` is counted by its scheduler when delivered
+    /// (only there is it known whether it is a repeat that is dropped).
+    pub count_accepted: bool,
 }
 
 /// Enqueues `msg` (already stamped) and resolves its `Idempotency-Key`.
@@ -57,6 +61,7 @@ pub async fn enqueue(io: &impl ProducerIo, msg: &WriteMessage) -> Result<Enqueue
                 return Ok(Enqueued {
                     id: holder,
                     own: false,
+                    count_accepted: false,
                 });
             }
         }
@@ -73,11 +78,13 @@ pub async fn enqueue(io: &impl ProducerIo, msg: &WriteMessage) -> Result<Enqueue
             Ok(Enqueued {
                 own: holder == msg.id,
                 id: holder,
+                count_accepted: false,
             })
         }
         _ => Ok(Enqueued {
             id: msg.id.clone(),
             own: true,
+            count_accepted: msg.idempotency_key.is_none(),
         }),
     }
 }

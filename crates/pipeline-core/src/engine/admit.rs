@@ -60,6 +60,18 @@ impl<H: Host> Scheduler<'_, H> {
     }
 
     /// Records `id` as the holder of `idem_key` if nobody holds it.
+    ///
+    /// A write with an `Idempotency-Key` is counted as accepted here, when
+    /// its scheduler first takes it: only here is it known not to be a
+    /// repeat that is dropped (the producer counts the others).
+    fn admit_idempotent(&self, tx: &mut Tx, idem_key: Option<&str>, id: &str) -> Result<(), ApiError> {
+        if idem_key.is_some() {
+            tx.count(|t| t.accepted += 1);
+        }
+        self.claim_in(tx, idem_key, id)
+    }
+
+    /// Records `id` as the holder of `idem_key` if nobody holds it.
     fn claim_in(&self, tx: &mut Tx, idem_key: Option<&str>, id: &str) -> Result<(), ApiError> {
         if let Some(k) = idem_key {
             if self.live_claim(tx, k)?.is_none() {
@@ -106,7 +118,7 @@ impl<H: Host> Scheduler<'_, H> {
                 }
                 Seen::New => {
                     reply.admitted += 1;
-                    self.claim_in(&mut tx, w.idempotency_key.as_deref(), &w.id)?;
+                    self.admit_idempotent(&mut tx, w.idempotency_key.as_deref(), &w.id)?;
                     // Older than the batch's newest; superseded by it, or by
                     // something newer the scheduler already settled on.
                     let by = match Self::newest_settled(&tx.meta) {
@@ -126,7 +138,7 @@ impl<H: Host> Scheduler<'_, H> {
             }
             Seen::New => {
                 reply.admitted += 1;
-                self.claim_in(&mut tx, m.idempotency_key.as_deref(), &m.id)?;
+                self.admit_idempotent(&mut tx, m.idempotency_key.as_deref(), &m.id)?;
                 let settled = tx.meta.state.clone();
                 let view = crate::schedule::KeyState {
                     in_flight: None,
@@ -208,7 +220,7 @@ impl<H: Host> Scheduler<'_, H> {
                 FailReply::Dropped
             }
             Seen::New => {
-                self.claim_in(&mut tx, req.idempotency_key.as_deref(), &req.id)?;
+                self.admit_idempotent(&mut tx, req.idempotency_key.as_deref(), &req.id)?;
                 let mut rec = new_record(
                     &req.id,
                     req.accepted_ms,
