@@ -19,6 +19,16 @@ pub const MESSAGE_VERSION: u8 = 1;
 /// Where staged bodies live, under the reserved prefix.
 pub const STAGING_PREFIX: &str = "_pipeline/staging/";
 
+/// Whether a staged body uploaded at `uploaded_ms` is an orphan the sweep
+/// may delete: older than the status retention. No message can still be
+/// delivered that late (the retention must outlast the consumer's
+/// tolerated outage), and every write that used a staged body ended long
+/// before, so only bodies whose producer died between staging and sending
+/// (or whose cleanup failed) are that old.
+pub fn staged_orphan(uploaded_ms: i64, now_ms: i64, status_ttl_ms: i64) -> bool {
+    now_ms - uploaded_ms > status_ttl_ms
+}
+
 /// Where a write's bytes are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -16,9 +16,8 @@ use crate::status::UploadState;
 enum Seen {
     /// New to this scheduler.
     New,
-    /// Already recorded (a duplicate delivery), or older than the status
-    /// retention and older than what the key holds: its status was pruned
-    /// and it would only be superseded again (and counted twice).
+    /// Already recorded (a duplicate delivery), or accepted longer ago than
+    /// the status retention: a duplicate whose status was pruned.
     Known,
     /// Its `Idempotency-Key` is held by another id: dropped.
     Repeat,
@@ -29,16 +28,12 @@ impl<H: Host> Scheduler<'_, H> {
         if self.host.upload(id)?.is_some() {
             return Ok(Seen::Known);
         }
+        // Statuses are kept longer than any message can take to arrive (the
+        // retention outlasts the consumer's tolerated outage), so a write
+        // accepted longer ago than the retention and not on record is a
+        // duplicate whose status was pruned: it ended long ago.
         let expired = at.accepted_ms + self.cfg.status_ttl_ms <= tx.now;
-        let older = [
-            &tx.meta.state.watermark,
-            &tx.meta.state.pending,
-            &tx.meta.state.in_flight,
-        ]
-        .into_iter()
-        .flatten()
-        .any(|w| w >= at);
-        if expired && older && !active(Bug::RecountAfterPrune) {
+        if expired && !active(Bug::RecountAfterPrune) {
             return Ok(Seen::Known);
         }
         if let Some(k) = idem {
@@ -64,7 +59,12 @@ impl<H: Host> Scheduler<'_, H> {
     /// A write with an `Idempotency-Key` is counted as accepted here, when
     /// its scheduler first takes it: only here is it known not to be a
     /// repeat that is dropped (the producer counts the others).
-    fn admit_idempotent(&self, tx: &mut Tx, idem_key: Option<&str>, id: &str) -> Result<(), ApiError> {
+    fn admit_idempotent(
+        &self,
+        tx: &mut Tx,
+        idem_key: Option<&str>,
+        id: &str,
+    ) -> Result<(), ApiError> {
         if idem_key.is_some() {
             tx.count(|t| t.accepted += 1);
         }

@@ -51,6 +51,13 @@ pub const BUSY_RECHECK_MS: i64 = 2000;
 /// The alarm set before an R2 write starts, so a crash during the write
 /// is recovered without any other event.
 pub const WATCHDOG_MS: i64 = 2000;
+/// How long an R2 write started by an instance that then died may still
+/// land. Until this long after its start, recovery that does not see the
+/// write in R2 waits instead of concluding it failed: writing the key again
+/// earlier could be overwritten by the orphaned write landing late (the
+/// simulator finds that regression when this grace is shorter than R2's
+/// latency). The key's later writes wait meanwhile; crashes are rare.
+pub const LANDING_GRACE_MS: i64 = 30_000;
 /// Staged bodies removed per alarm run.
 pub const GARBAGE_PER_RUN: usize = 50;
 /// How long a terminal status waits for its counts to reach `/stats`.
@@ -178,6 +185,9 @@ impl Tx {
             }
         }
         self.drop_body(store, &rec.id)?;
+        if let Some(k) = rec.staged_key.take() {
+            self.ops.push(Op::AddGarbage(k));
+        }
         self.ops.push(Op::PutUpload(rec));
         Ok(())
     }
@@ -242,6 +252,7 @@ pub fn new_record(
         error_code: None,
         error_message: None,
         updated_ms: now,
+        staged_key: None,
     }
 }
 

@@ -1,7 +1,13 @@
 //! A write was in flight when an earlier instance died. R2 says whether it
 //! landed: a put landed when the stored object carries its `upload-id`; a
-//! delete landed when no object is stored (this scheduler is the key's only
-//! writer, so nothing else could have removed or replaced it).
+//! delete landed when no object is stored once the landing grace has passed
+//! (this scheduler is the key's only writer, so nothing else could have
+//! removed or replaced it; an absent key before the grace proves nothing,
+//! it may have been absent before the delete).
+//!
+//! A write that has not landed may still be on its way from the dead
+//! instance; recovery waits [`LANDING_GRACE_MS`] after its start before it
+//! concludes that it never will.
 //!
 //! Landed: committed. Not landed: a queued write (its body is kept) goes
 //! back to pending; a synchronous one (its body left with its request)
@@ -11,7 +17,7 @@
 
 use crate::engine::commit::supersede_older_pending;
 use crate::engine::planted::{active, Bug};
-use crate::engine::{End, Host, Scheduler, Tx};
+use crate::engine::{End, Host, Scheduler, Tx, LANDING_GRACE_MS};
 use crate::error::ApiError;
 use crate::id::WriteOp;
 use crate::schedule::WriteRef;
@@ -54,8 +60,15 @@ impl<H: Host> Scheduler<'_, H> {
             }
             WriteOp::Delete => head.is_none(),
         };
-        tx.meta.state.in_flight = None;
         let start = tx.meta.state.last_start_ms.unwrap_or(tx.now);
+        // A delete is never known to have landed (the key may have been
+        // absent before it), so it always waits out the grace.
+        let known = landed && op == WriteOp::Put;
+        if !known && tx.now < start + LANDING_GRACE_MS {
+            // The dead instance's write may still land: look again later.
+            return Ok(());
+        }
+        tx.meta.state.in_flight = None;
         if landed {
             tx.meta.state.watermark = tx.meta.state.watermark.clone().max(Some(f.clone()));
             let etag = head.map(|h| h.etag).filter(|_| op == WriteOp::Put);

@@ -74,6 +74,10 @@ pub struct UploadRecord {
     pub error_message: Option<String>,
     /// Last change; terminal rows are pruned `status_ttl` after it.
     pub updated_ms: i64,
+    /// A synchronous write's staged body (queued writes keep theirs in
+    /// their message): deleted when the write ends, even after a crash.
+    #[serde(default)]
+    pub staged_key: Option<String>,
 }
 
 /// An `Idempotency-Key` and the id that holds it.

@@ -131,9 +131,6 @@ impl<H: Host> Scheduler<'_, H> {
         if tx.meta.state.in_flight.as_ref() == Some(me) {
             tx.meta.state.in_flight = None;
         }
-        if let Some(k) = msg.staged_key() {
-            tx.ops.push(Op::AddGarbage(k.to_string()));
-        }
         let reply = match result {
             Ok(etag) => {
                 tx.meta.state.watermark = tx.meta.state.watermark.clone().max(Some(me.clone()));

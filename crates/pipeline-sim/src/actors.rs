@@ -1,0 +1,583 @@
+//! The actors around the key schedulers: clients (async, sync and
+//! idempotent writes, status polls), the producer (the real
+//! `pipeline_core::producer::enqueue`), the consumer (the real
+//! `plan_batch` and `retry_delay_secs`) and the dead letter consumer (the
+//! real `dead_letter` decision).
+
+use std::rc::Rc;
+
+use pipeline_core::consumer::{dead_letter, plan_batch, retry_delay_secs, DeadLetter};
+use pipeline_core::engine::planted::Bug;
+use pipeline_core::engine::Scheduler;
+use pipeline_core::error::ApiError;
+use pipeline_core::id::WriteOp;
+use pipeline_core::message::{BodyRef, WriteMessage, MESSAGE_VERSION, STAGING_PREFIX};
+use pipeline_core::producer::{enqueue, ProducerIo};
+use pipeline_core::protocol::{
+    EnqueueRequest, FailReply, FailRequest, StatusRequest, SyncReply, SyncRequest,
+};
+use pipeline_core::schedule::WriteRef;
+
+use crate::exec::Slot;
+use crate::model::{Owed, QMsg};
+use crate::world::{hash_bytes, Event, Io, IoResult, World};
+
+fn obj_of(world: &World, key: &str) -> usize {
+    world
+        .objects
+        .borrow()
+        .iter()
+        .position(|o| o.key == key)
+        .unwrap_or(0)
+}
+
+/// A client's next action, then its next turn.
+pub fn client_act(world: &Rc<World>, client: usize) {
+    if !world.is_active() {
+        return;
+    }
+    let cfg = world.cfg.clone();
+    let roll = world.range(0, 999) as f64 / 1000.0;
+    let w = world.clone();
+    let task: crate::exec::BoxTask = if roll < cfg.p_status {
+        Box::pin(async move { poll_status(w).await })
+    } else {
+        let sync = world.chance(cfg.p_sync);
+        let op = if world.chance(cfg.p_delete) {
+            WriteOp::Delete
+        } else {
+            WriteOp::Put
+        };
+        let staged = op == WriteOp::Put && world.chance(cfg.p_staged);
+        let key = world.objects.borrow()[world.rng.borrow_mut().below(cfg.keys)]
+            .key
+            .clone();
+        if sync {
+            Box::pin(async move { sync_write(w, key, op, staged).await })
+        } else if world.chance(cfg.p_idempotent) {
+            let idem = format!("idem-{client}-{}", world.range(0, 1_000_000));
+            let repeats = world.range(1, 3);
+            for _ in 1..repeats {
+                let (w2, k2, i2) = (world.clone(), key.clone(), idem.clone());
+                let at = world.now() + world.range(0, 300);
+                world.spawn(
+                    None,
+                    at,
+                    Box::pin(async move { async_write(w2, k2, op, staged, Some(i2)).await }),
+                    None,
+                );
+            }
+            Box::pin(async move { async_write(w, key, op, staged, Some(idem)).await })
+        } else {
+            Box::pin(async move { async_write(w, key, op, staged, None).await })
+        }
+    };
+    world.spawn(None, world.now(), task, None);
+    let next = world.now() + world.range(cfg.client_pause_ms / 2, cfg.client_pause_ms * 3 / 2);
+    world.schedule(next, Event::Client(client));
+}
+
+/// A new write: id, acceptance time (with the stamping Worker's skew),
+/// bytes. Registered with the ledger as the client's truth.
+fn new_write(world: &World, key: &str, op: WriteOp, sync: bool) -> (String, i64, Vec<u8>) {
+    let n = world.next_id.get() + 1;
+    world.next_id.set(n);
+    let id = format!("w{n:05}");
+    let skew = world.range(-world.cfg.skew_ms, world.cfg.skew_ms);
+    let accepted_ms = world.now() + skew;
+    let bytes = if op == WriteOp::Put {
+        format!("{id} bytes").into_bytes()
+    } else {
+        Vec::new()
+    };
+    let mut l = world.ledger.borrow_mut();
+    l.writes.insert(
+        id.clone(),
+        Owed {
+            key: key.to_string(),
+            at: WriteRef::new(accepted_ms, id.clone()),
+            op,
+            sync,
+            body_hash: hash_bytes(&bytes),
+        },
+    );
+    l.owed.insert(id.clone());
+    (id, accepted_ms, bytes)
+}
+
+/// Ids the ledger registered but the pipeline owes nothing (never
+/// accepted: refused, or never sent).
+fn disown(world: &World, id: &str) {
+    world.ledger.borrow_mut().owed.remove(id);
+}
+
+async fn io(world: &Rc<World>, io: Io) -> IoResult {
+    let slot: Slot<IoResult> = Slot::default();
+    world.submit(None, io, slot.clone());
+    slot.wait().await
+}
+
+async fn stage(world: &Rc<World>, id: &str, bytes: &[u8]) -> Option<String> {
+    let key = format!("{STAGING_PREFIX}{id}");
+    match io(
+        world,
+        Io::Stage {
+            key: key.clone(),
+            hash: hash_bytes(bytes),
+        },
+    )
+    .await
+    {
+        IoResult::Unit(Ok(())) => Some(key),
+        _ => None,
+    }
+}
+
+fn message(
+    id: &str,
+    key: &str,
+    accepted_ms: i64,
+    op: WriteOp,
+    bytes: &[u8],
+    body: BodyRef,
+    idem: Option<String>,
+) -> WriteMessage {
+    WriteMessage {
+        v: MESSAGE_VERSION,
+        id: id.to_string(),
+        key: key.to_string(),
+        accepted_ms,
+        op,
+        size: bytes.len() as u64,
+        meta: Default::default(),
+        body,
+        idempotency_key: idem,
+    }
+}
+
+struct SimProducer(Rc<World>);
+
+impl ProducerIo for SimProducer {
+    async fn send(&self, msg: &WriteMessage) -> Result<(), ApiError> {
+        let w = &self.0;
+        if w.is_active() && w.chance(w.cfg.p_send_fail) {
+            w.ledger.borrow_mut().faults.queue_send_failures += 1;
+            w.trace(format!("{} queue send fails (injected)", msg.id));
+            return Err(ApiError::QueueUnavailable("injected".into()));
+        }
+        w.ledger.borrow_mut().sent.insert(msg.id.clone());
+        push_message(w, msg.encode(), w.now());
+        if w.is_active() && w.chance(w.cfg.p_duplicate) {
+            w.ledger.borrow_mut().faults.duplicates += 1;
+            let later = w.now() + w.range(0, w.cfg.duplicate_delay_ms);
+            push_message(w, msg.encode(), later);
+        }
+        Ok(())
+    }
+
+    async fn claim(&self, key: &str, idem_key: &str, id: &str) -> Result<String, ApiError> {
+        let (k, i) = (idem_key.to_string(), id.to_string());
+        let slot = self.0.call_object(obj_of(&self.0, key), move |world, obj| {
+            Box::pin(async move {
+                let (host, mem, cfg) = world.scheduler_parts(obj);
+                Scheduler::new(&host, &mem, cfg).claim(&k, &i)
+            })
+        });
+        match slot.wait().await {
+            Ok(r) => r,
+            Err(e) => Err(ApiError::Unavailable(e)),
+        }
+    }
+
+    async fn delete_staged(&self, staged_key: &str) {
+        let _ = io(
+            &self.0,
+            Io::DeleteStaged {
+                key: staged_key.to_string(),
+            },
+        )
+        .await;
+    }
+}
+
+fn push_message(world: &World, body: String, visible_at: i64) {
+    let seq = world.next_id.get() + 1;
+    world.next_id.set(seq);
+    world.queue.borrow_mut().push(QMsg {
+        seq,
+        body,
+        visible_at,
+        attempts: 0,
+        sent_at: world.now(),
+        in_flight: false,
+        outage_retries: 0,
+    });
+    world.schedule(visible_at + world.cfg.batch_timeout_ms, Event::Consumer);
+}
+
+/// `PUT`/`DELETE` in the default mode, through the real producer code.
+async fn async_write(
+    world: Rc<World>,
+    key: String,
+    op: WriteOp,
+    staged: bool,
+    idem: Option<String>,
+) {
+    let (id, accepted_ms, bytes) = new_write(&world, &key, op, false);
+    let body = if staged {
+        match stage(&world, &id, &bytes).await {
+            Some(k) => BodyRef::Staged { staged_key: k },
+            None => {
+                disown(&world, &id);
+                return;
+            }
+        }
+    } else {
+        WriteMessage::inline(&bytes)
+    };
+    let msg = message(&id, &key, accepted_ms, op, &bytes, body, idem.clone());
+    match enqueue(&SimProducer(world.clone()), &msg).await {
+        Ok(e) => {
+            world.trace(format!(
+                "{id} accepted → 202 {}{}",
+                e.id,
+                if e.own { "" } else { " (repeat)" }
+            ));
+            let mut l = world.ledger.borrow_mut();
+            if e.count_accepted {
+                l.producer_accepted += 1;
+            }
+            if let Some(k) = idem {
+                l.idem_answers
+                    .entry((key, k))
+                    .or_default()
+                    .insert(e.id.clone());
+            }
+            if !e.own {
+                // The delivery of this id is dropped as a repeat.
+                l.owed.remove(&id);
+            }
+        }
+        Err(e) => {
+            world.trace(format!("{id} refused: {e}"));
+            // Not sent: owed nothing. Sent, claim failed: it is delivered
+            // and either held (then its row makes it owed) or dropped.
+            disown(&world, &id);
+        }
+    }
+}
+
+/// `?mode=sync`: probe first for staged bodies, then the write.
+async fn sync_write(world: Rc<World>, key: String, op: WriteOp, staged: bool) {
+    let (id, accepted_ms, bytes) = new_write(&world, &key, op, true);
+    // The pipeline owes this id only once its scheduler recorded it.
+    disown(&world, &id);
+    let obj = obj_of(&world, &key);
+    let mut msg = message(
+        &id,
+        &key,
+        accepted_ms,
+        op,
+        &bytes,
+        WriteMessage::inline(&bytes),
+        None,
+    );
+    let call = |world: &Rc<World>, req: SyncRequest| {
+        world.call_object(obj, move |world, obj| {
+            Box::pin(async move {
+                let (host, mem, cfg) = world.scheduler_parts(obj);
+                Scheduler::new(&host, &mem, cfg).sync_write(req).await
+            })
+        })
+    };
+    if staged {
+        msg.body = BodyRef::Staged {
+            staged_key: format!("{STAGING_PREFIX}{id}"),
+        };
+        let probe = call(
+            &world,
+            SyncRequest {
+                write: msg.clone(),
+                probe: true,
+            },
+        )
+        .wait()
+        .await;
+        if !matches!(probe, Ok(Ok(SyncReply::Free))) {
+            return;
+        }
+        if stage(&world, &id, &bytes).await.is_none() {
+            return;
+        }
+    }
+    let reply = call(
+        &world,
+        SyncRequest {
+            write: msg,
+            probe: false,
+        },
+    )
+    .wait()
+    .await;
+    world.trace(format!("{id} sync → {reply:?}"));
+    let recorded = world.objects.borrow()[obj]
+        .store
+        .borrow()
+        .uploads
+        .contains_key(&id)
+        || world.ledger.borrow().ended.contains_key(&id);
+    if !recorded {
+        disown(&world, &id);
+        if staged {
+            // A refused staged sync write: the scheduler queued the staged
+            // body as garbage; an unreachable one never saw it.
+            if reply.is_err() {
+                let _ = io(
+                    &world,
+                    Io::DeleteStaged {
+                        key: format!("{STAGING_PREFIX}{id}"),
+                    },
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// A status poll of a write the pipeline owes: it must agree with the
+/// ledger, and a terminal answer never changes.
+async fn poll_status(world: Rc<World>) {
+    let pick = {
+        let l = world.ledger.borrow();
+        let n = l.owed.len();
+        if n == 0 {
+            return;
+        }
+        let i = world.rng.borrow_mut().below(n);
+        l.owed
+            .iter()
+            .nth(i)
+            .and_then(|id| Some((id.clone(), l.writes.get(id)?.clone())))
+    };
+    let Some((id, owed)) = pick else { return };
+    let obj = obj_of(&world, &owed.key);
+    let req = StatusRequest {
+        id: id.clone(),
+        key: owed.key.clone(),
+        accepted_ms: owed.at.accepted_ms,
+        size: 0,
+        wait_ms: world.range(0, 1) * 500,
+        ttl_ms: world.cfg.status_ttl_ms,
+    };
+    let slot = world.call_object(obj, move |world, obj| {
+        Box::pin(async move {
+            let (host, mem, cfg) = world.scheduler_parts(obj);
+            Scheduler::new(&host, &mem, cfg).status(req).await
+        })
+    });
+    if let Ok(Ok(s)) = slot.wait().await {
+        if s.state.is_terminal() {
+            let ended = world.ledger.borrow().ended.get(&id).map(|e| e.0);
+            if ended != Some(s.state) {
+                world.violate(format!(
+                    "status of {id} says {} but it ended {ended:?}",
+                    s.state.as_str()
+                ));
+            }
+        }
+    }
+}
+
+/// One consumer invocation: a batch of visible messages in any order.
+pub fn consumer_run(world: &Rc<World>) {
+    let now = world.now();
+    let batch: Vec<(u64, String)> = {
+        let mut q = world.queue.borrow_mut();
+        let mut idx: Vec<usize> = (0..q.len())
+            .filter(|i| !q[*i].in_flight && q[*i].visible_at <= now)
+            .collect();
+        // Any order: the queue does not order.
+        for i in (1..idx.len()).rev() {
+            let j = world.rng.borrow_mut().below(i + 1);
+            idx.swap(i, j);
+        }
+        idx.truncate(world.cfg.max_batch);
+        idx.iter()
+            .map(|i| {
+                q[*i].in_flight = true;
+                q[*i].attempts += 1;
+                (q[*i].seq, q[*i].body.clone())
+            })
+            .collect()
+    };
+    if batch.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = batch
+        .iter()
+        .filter_map(|(_, b)| WriteMessage::decode(b).ok().map(|m| m.id))
+        .collect();
+    world.trace(format!("consumer delivers {}", ids.join(" ")));
+    let w = world.clone();
+    world.spawn(
+        None,
+        now,
+        Box::pin(async move { consume(w, batch).await }),
+        None,
+    );
+}
+
+async fn consume(world: Rc<World>, batch: Vec<(u64, String)>) {
+    let bodies: Vec<Option<String>> = batch.iter().map(|(_, b)| Some(b.clone())).collect();
+    let plan = plan_batch(&bodies);
+    let mut waits = Vec::new();
+    for call in plan.calls {
+        let obj = obj_of(&world, &call.key);
+        let outage = world.objects.borrow()[obj].outage_until > world.now();
+        let req: EnqueueRequest = call.request;
+        let slot = world.call_object(obj, move |world, obj| {
+            Box::pin(async move {
+                let (host, mem, cfg) = world.scheduler_parts(obj);
+                Scheduler::new(&host, &mem, cfg).enqueue(req).await
+            })
+        });
+        waits.push((slot, call.messages, outage));
+    }
+    let dies = world.is_active() && world.chance(world.cfg.p_consumer_dies);
+    for (slot, msgs, outage) in waits {
+        let r = slot.wait().await;
+        let ok = matches!(r, Ok(Ok(_)));
+        world.trace(format!(
+            "consumer call → {r:?}{}",
+            if dies {
+                " (invocation dies before acking)"
+            } else {
+                ""
+            }
+        ));
+        for i in msgs {
+            let seq = batch[i].0;
+            settle_message(&world, seq, ok && !dies, outage && !ok && !dies, !dies);
+        }
+    }
+}
+
+/// Acks a message or retries it (to the dead letter queue after
+/// `max_retries`), with the consumer's real backoff.
+fn settle_message(world: &Rc<World>, seq: u64, ok: bool, outage: bool, backoff: bool) {
+    let mut q = world.queue.borrow_mut();
+    let Some(pos) = q.iter().position(|m| m.seq == seq) else {
+        return;
+    };
+    if ok {
+        q.remove(pos);
+        return;
+    }
+    let now = world.now();
+    let m = &mut q[pos];
+    m.in_flight = false;
+    if outage {
+        m.outage_retries += 1;
+    }
+    if m.attempts > world.cfg.max_retries {
+        let m = q.remove(pos);
+        drop(q);
+        let mut l = world.ledger.borrow_mut();
+        l.faults.dead_letters += 1;
+        if m.outage_retries == m.attempts {
+            l.outage_dead_letters += 1;
+            drop(l);
+            world.violate(format!(
+                "message {seq} dead-lettered by a scheduler outage shorter than the tolerated {} s",
+                pipeline_core::consumer::tolerated_outage_secs(world.cfg.max_retries)
+            ));
+        } else {
+            drop(l);
+        }
+        world.trace(format!("message {seq} to the dead letter queue"));
+        world.dlq.borrow_mut().push(m);
+        world.schedule(now + 500, Event::DeadLetters);
+        return;
+    }
+    // A consumer that died retried nothing itself: the queue redelivers
+    // at once.
+    let delay = if backoff {
+        i64::from(retry_delay_secs(now - m.sent_at)) * 1000
+    } else {
+        100
+    };
+    m.visible_at = now + delay;
+    drop(q);
+    world.schedule(now + delay + world.cfg.batch_timeout_ms, Event::Consumer);
+}
+
+/// The dead letter consumer.
+pub fn dead_letter_run(world: &Rc<World>) {
+    let now = world.now();
+    let msgs: Vec<QMsg> = {
+        let mut d = world.dlq.borrow_mut();
+        let ready: Vec<QMsg> = d
+            .iter()
+            .filter(|m| !m.in_flight && m.visible_at <= now)
+            .cloned()
+            .collect();
+        for m in d.iter_mut().filter(|m| !m.in_flight && m.visible_at <= now) {
+            m.in_flight = true;
+        }
+        ready
+    };
+    for m in msgs {
+        let w = world.clone();
+        world.spawn(
+            None,
+            now,
+            Box::pin(async move { dead_letter_one(w, m).await }),
+            None,
+        );
+    }
+}
+
+async fn dead_letter_one(world: Rc<World>, m: QMsg) {
+    let done = match dead_letter(&m.body) {
+        DeadLetter::Fail { msg, reason } => {
+            if world.planted(Bug::DeadLetterDeletesFirst) {
+                if let Some(k) = msg.staged_key() {
+                    let _ = io(&world, Io::DeleteStaged { key: k.to_string() }).await;
+                }
+            }
+            let req = FailRequest {
+                id: msg.id.clone(),
+                key: msg.key.clone(),
+                accepted_ms: msg.accepted_ms,
+                size: msg.size,
+                op: msg.op,
+                staged_key: msg.staged_key().map(str::to_string),
+                idempotency_key: msg.idempotency_key.clone(),
+                code: "dead_lettered".into(),
+                message: reason,
+            };
+            let slot = world.call_object(obj_of(&world, &msg.key), move |world, obj| {
+                Box::pin(async move {
+                    let (host, mem, cfg) = world.scheduler_parts(obj);
+                    Scheduler::new(&host, &mem, cfg).fail(req).await
+                })
+            });
+            let r: Result<Result<FailReply, ApiError>, String> = slot.wait().await;
+            matches!(r, Ok(Ok(_)))
+        }
+        DeadLetter::Salvage { .. } => true,
+    };
+    let mut d = world.dlq.borrow_mut();
+    if let Some(pos) = d.iter().position(|x| x.seq == m.seq) {
+        if done {
+            d.remove(pos);
+        } else {
+            let now = world.now();
+            d[pos].in_flight = false;
+            d[pos].visible_at = now + i64::from(retry_delay_secs(now - m.sent_at)) * 1000;
+            let at = d[pos].visible_at;
+            drop(d);
+            world.schedule(at, Event::DeadLetters);
+        }
+    }
+}

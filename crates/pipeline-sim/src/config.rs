@@ -1,0 +1,93 @@
+//! One run's parameters, drawn from its seed: how many keys and clients,
+//! how long they write, and how often each fault strikes.
+
+use crate::rng::Rng;
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub keys: usize,
+    pub clients: usize,
+    /// How long clients write and faults strike; then the pipeline drains.
+    pub run_ms: i64,
+    /// Mean pause between two actions of a client.
+    pub client_pause_ms: i64,
+    pub p_sync: f64,
+    pub p_delete: f64,
+    pub p_staged: f64,
+    pub p_idempotent: f64,
+    pub p_status: f64,
+    /// Clock skew between the Workers that stamp writes.
+    pub skew_ms: i64,
+    pub r2_latency_ms: (i64, i64),
+    pub p_r2_transient: f64,
+    pub p_r2_permanent: f64,
+    pub p_send_fail: f64,
+    pub p_duplicate: f64,
+    /// Longest delay of a duplicate delivery (beyond the status TTL, so
+    /// duplicates of pruned statuses happen).
+    pub duplicate_delay_ms: i64,
+    pub p_store_fail: f64,
+    pub p_late_alarm: f64,
+    pub p_double_alarm: f64,
+    pub p_push_fail: f64,
+    /// A consumer invocation dies after its calls and before its acks.
+    pub p_consumer_dies: f64,
+    pub crash_every_ms: i64,
+    pub outage_every_ms: i64,
+    pub max_outage_ms: i64,
+    pub max_batch: usize,
+    pub batch_timeout_ms: i64,
+    pub max_retries: u32,
+    pub status_ttl_ms: i64,
+    pub trace_lines: usize,
+}
+
+impl SimConfig {
+    /// The parameters of seed `seed`: every run differs in its mix.
+    pub fn from_seed(seed: u64) -> Self {
+        let mut r = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let max_retries = r.range(5, 8) as u32;
+        // The consumer's stated tolerance, computed here (not through the
+        // possibly planted backoff) so a planted bug does not change the
+        // world it is tested in: 2 s doubling per retry.
+        let tolerated = (1i64 << max_retries) * 1000;
+        Self {
+            seed,
+            keys: r.range(1, 3) as usize,
+            clients: r.range(1, 4) as usize,
+            run_ms: r.range(5_000, 20_000),
+            client_pause_ms: r.range(50, 600),
+            p_sync: [0.0, 0.15, 0.4][r.below(3)],
+            p_delete: [0.0, 0.1, 0.3][r.below(3)],
+            p_staged: [0.0, 0.2, 0.6][r.below(3)],
+            p_idempotent: [0.0, 0.2, 0.5][r.below(3)],
+            p_status: 0.2,
+            skew_ms: [0, 20, 300][r.below(3)],
+            r2_latency_ms: (r.range(1, 20), r.range(20, 400)),
+            p_r2_transient: [0.0, 0.03, 0.15][r.below(3)],
+            p_r2_permanent: [0.0, 0.0, 0.01][r.below(3)],
+            p_send_fail: [0.0, 0.05, 0.2][r.below(3)],
+            p_duplicate: [0.0, 0.05, 0.2][r.below(3)],
+            // Beyond the status retention too: duplicates of pruned writes.
+            duplicate_delay_ms: r.range(100, tolerated * 4),
+            p_store_fail: [0.0, 0.0, 0.02][r.below(3)],
+            p_late_alarm: [0.0, 0.1][r.below(2)],
+            p_double_alarm: [0.0, 0.1][r.below(2)],
+            p_push_fail: [0.0, 0.1][r.below(2)],
+            p_consumer_dies: [0.0, 0.0, 0.1, 0.5][r.below(4)],
+            crash_every_ms: [600_000, 3_000, 800][r.below(3)],
+            outage_every_ms: [600_000, 10_000, 4_000][r.below(3)],
+            // Outages the consumer's backoff must ride out.
+            max_outage_ms: (tolerated / 2).max(1_000),
+            max_batch: [1, 10, 100][r.below(3)],
+            batch_timeout_ms: r.range(0, 1000),
+            max_retries,
+            // Statuses outlive any delivery delay the consumer tolerates,
+            // as the deployment's settings must (see the engine's docs).
+            // and than a held write can wait (landing grace, retries).
+            status_ttl_ms: r.range(tolerated * 2, tolerated * 3).max(120_000),
+            trace_lines: 40,
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Deterministic simulation of the write pipeline.
+//!
+//! The real scheduler engine (`pipeline_core::engine`), the real producer
+//! enqueue and the real consumer and dead-letter decisions run against
+//! models of the queue (at-least-once, any order, duplicates, redelivery
+//! with the consumer's backoff, dead-lettering), Durable Objects (one event
+//! at a time; other events interleave at each await on I/O; a crash at any
+//! await drops memory and keeps storage; alarms at least once, late or
+//! twice), R2 (latency, transient and permanent failures, and R2's real
+//! limit: a write starting less than 1000 ms after the previous one to the
+//! key answers 429) and clients, under one simulated clock. One seed is one
+//! reproducible run; a violation prints the seed and the events before it.
+//!
+//! Checked after every event: no id ends twice or leaves a terminal state;
+//! R2 never answers 429 (writes to a key start ≥ 1000 ms apart); nothing
+//! older is written over something newer; no staged body is deleted while
+//! a held write needs it; no message is dead-lettered by an outage shorter
+//! than the consumer's stated tolerance; a status answer agrees with how
+//! the write ended. Checked once drained: every accepted id ended; each
+//! key's object is its newest committed write; every superseded write was
+//! superseded by a newer one, never by a sync write that failed; no staged
+//! body, garbage, body or status row is left (storage is bounded by the
+//! retention window); `/stats` equals the terminal counts; every id an
+//! idempotent repeat was answered with was enqueued, one per key.
+
+pub mod actors;
+pub mod config;
+pub mod exec;
+pub mod host;
+pub mod model;
+pub mod rng;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use pipeline_core::id::WriteOp;
+use pipeline_core::stats::Totals;
+use pipeline_core::status::UploadState;
+
+pub use config::SimConfig;
+pub use pipeline_core::engine::planted::{plant, Bug};
+use world::{Event, World, START_MS};
+
+/// What one run did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub events: u64,
+    pub simulated_ms: i64,
+    pub writes: usize,
+    pub committed: usize,
+    pub superseded: usize,
+    pub failed: usize,
+    pub r2_writes: u64,
+    pub faults: model::Faults,
+}
+
+/// A failed run: the seed, what broke, and the events that led to it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub seed: u64,
+    pub violation: String,
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "seed {} violates: {}", self.seed, self.violation)?;
+        writeln!(
+            f,
+            "replay: SIM_SEED={} cargo run -p pipeline-sim --release",
+            self.seed
+        )?;
+        writeln!(f, "last events (ms since start):")?;
+        for l in &self.trace {
+            writeln!(f, "  {l}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How long after the clients stop a run may take to drain.
+const DRAIN_LIMIT_MS: i64 = 6 * 3600 * 1000;
+
+/// Runs seed `seed` to quiescence and checks it.
+///
+/// # Errors
+/// The first [`Failure`] found.
+pub fn run(seed: u64) -> Result<Report, Failure> {
+    run_with(SimConfig::from_seed(seed))
+}
+
+/// Runs `cfg` to quiescence and checks it.
+///
+/// # Errors
+/// The first [`Failure`] found.
+pub fn run_with(cfg: SimConfig) -> Result<Report, Failure> {
+    let seed = cfg.seed;
+    let world = World::new(cfg);
+    for c in 0..world.cfg.clients {
+        let at = START_MS + world.range(0, 200);
+        world.schedule(at, Event::Client(c));
+    }
+    world.schedule(START_MS + world.cfg.crash_every_ms, Event::Crash);
+    world.schedule(START_MS + world.cfg.outage_every_ms, Event::Outage);
+    world.schedule(START_MS + world.cfg.status_ttl_ms / 2, Event::Sweep);
+    let fail = |w: &World, v: String| Failure {
+        seed,
+        violation: v,
+        trace: w.trace_lines(),
+    };
+    while world.step() {
+        if let Some(v) = world.violation() {
+            return Err(fail(&world, v));
+        }
+        if world.now() > world.active_until + DRAIN_LIMIT_MS {
+            return Err(fail(
+                &world,
+                format!(
+                    "not drained {} h after the clients stopped",
+                    DRAIN_LIMIT_MS / 3_600_000
+                ),
+            ));
+        }
+    }
+    if let Some(v) = check_drained(&world) {
+        world.trace("drained; final checks");
+        return Err(fail(&world, v));
+    }
+    let l = world.ledger.borrow();
+    let count = |s: UploadState| l.ended.values().filter(|e| e.0 == s).count();
+    let r2_writes = world.r2.borrow().writes;
+    let report = Ok(Report {
+        seed,
+        events: world.events_run.get(),
+        simulated_ms: world.now() - START_MS,
+        writes: l.ended.len(),
+        committed: count(UploadState::Committed),
+        superseded: count(UploadState::Superseded),
+        failed: count(UploadState::Failed),
+        r2_writes,
+        faults: l.faults,
+    });
+    drop(l);
+    report
+}
+
+/// The checks once nothing is left to happen.
+fn check_drained(world: &Rc<World>) -> Option<String> {
+    let l = world.ledger.borrow();
+    if !world.queue.borrow().is_empty() || !world.dlq.borrow().is_empty() {
+        return Some("drained with messages still queued".into());
+    }
+    if let Some(id) = l.owed.iter().find(|id| !l.ended.contains_key(*id)) {
+        let state = world
+            .objects
+            .borrow()
+            .iter()
+            .find_map(|o| o.store.borrow().uploads.get(id).map(|r| r.state.as_str()))
+            .unwrap_or("queued");
+        return Some(format!("{id} was accepted and never ended (still {state})"));
+    }
+    // Each key's object is its newest committed write.
+    let mut newest: BTreeMap<&str, (&pipeline_core::schedule::WriteRef, WriteOp, u64)> =
+        BTreeMap::new();
+    for (id, e) in &l.ended {
+        let Some(o) = l.writes.get(id) else { continue };
+        if e.0 == UploadState::Committed && newest.get(o.key.as_str()).is_none_or(|n| *n.0 < o.at) {
+            newest.insert(o.key.as_str(), (&o.at, o.op, o.body_hash));
+        }
+    }
+    let r2 = world.r2.borrow();
+    for o in world.objects.borrow().iter() {
+        let stored = r2.objects.get(&o.key);
+        match (newest.get(o.key.as_str()), stored) {
+            (Some((at, WriteOp::Put, hash)), Some(s))
+                if s.upload_id == at.id && s.body_hash == *hash => {}
+            (Some((_, WriteOp::Delete, _)) | None, None) => {}
+            (want, got) => {
+                return Some(format!(
+                    "{} holds {:?}, not its newest committed write {:?}",
+                    o.key,
+                    got.map(|g| (&g.upload_id, g.body_hash)),
+                    want.map(|w| (&w.0.id, w.1, w.2))
+                ))
+            }
+        }
+        let s = o.store.borrow();
+        if !s.bodies.is_empty()
+            || !s.garbage.is_empty()
+            || !s.uploads.is_empty()
+            || !s.idem.is_empty()
+        {
+            return Some(format!(
+                "{} keeps {} bodies, {} garbage, {} status rows, {} idempotency keys after drain and retention",
+                o.key,
+                s.bodies.len(),
+                s.garbage.len(),
+                s.uploads.len(),
+                s.idem.len()
+            ));
+        }
+    }
+    if let Some(k) = r2.staged.keys().next() {
+        return Some(format!("staged body {k} left behind"));
+    }
+    // Superseded only by newer writes, never by a sync write that failed.
+    for (id, e) in &l.ended {
+        if e.0 != UploadState::Superseded {
+            continue;
+        }
+        let Some(by) = &e.1 else {
+            return Some(format!("{id} superseded by nobody"));
+        };
+        let (Some(me), Some(them)) = (l.writes.get(id), l.writes.get(by)) else {
+            continue;
+        };
+        if them.at <= me.at {
+            return Some(format!("{id} superseded by the older {by}"));
+        }
+        if them.sync && l.ended.get(by).map(|x| x.0) == Some(UploadState::Failed) {
+            return Some(format!(
+                "{id} superseded by the sync write {by}, which failed: nothing newer landed"
+            ));
+        }
+    }
+    // /stats equals the terminal counts.
+    let mut t = Totals::default();
+    for (_, (_, s)) in l.shard.iter() {
+        t += *s;
+    }
+    t.accepted += l.producer_accepted;
+    let count = |s: UploadState| l.ended.values().filter(|e| e.0 == s).count() as i64;
+    let want = (
+        count(UploadState::Committed),
+        count(UploadState::Superseded),
+        count(UploadState::Failed),
+    );
+    if (t.committed, t.superseded, t.failed) != want || t.accepted != l.ended.len() as i64 {
+        return Some(format!(
+            "/stats says accepted {} committed {} superseded {} failed {}; the writes say {} {} {} {}",
+            t.accepted,
+            t.committed,
+            t.superseded,
+            t.failed,
+            l.ended.len(),
+            want.0,
+            want.1,
+            want.2
+        ));
+    }
+    // Idempotency: one id per key, and it was enqueued.
+    for ((key, idem), ids) in &l.idem_answers {
+        if ids.len() != 1 {
+            return Some(format!(
+                "{key} {idem}: repeats were answered with {} different ids",
+                ids.len()
+            ));
+        }
+        for id in ids {
+            if !l.sent.contains(id) {
+                return Some(format!(
+                    "{key} {idem}: a repeat was answered with {id}, which was never enqueued"
+                ));
+            }
+        }
+    }
+    None
+}

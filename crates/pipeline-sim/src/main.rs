@@ -1,0 +1,98 @@
+//! Runs the simulator: `SIM_SEED=N` replays one seed with its trace;
+//! `SIM_SECONDS=S` runs fresh seeds for S wall-clock seconds (a soak);
+//! otherwise `SIM_SEEDS=N` seeds (default 2000) from `SIM_FIRST_SEED`.
+
+use std::time::Instant;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn main() {
+    if let Ok(name) = std::env::var("SIM_PLANT") {
+        match pipeline_sim::Bug::ALL
+            .iter()
+            .find(|b| format!("{b:?}") == name)
+        {
+            Some(b) => pipeline_sim::plant(Some(*b)),
+            None => {
+                eprintln!(
+                    "SIM_PLANT: unknown bug {name}; one of {:?}",
+                    pipeline_sim::Bug::ALL
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    if let Some(seed) = env_u64("SIM_SEED") {
+        let mut cfg = pipeline_sim::SimConfig::from_seed(seed);
+        if let Some(n) = env_u64("SIM_TRACE") {
+            cfg.trace_lines = n as usize;
+        }
+        println!("{cfg:?}");
+        match pipeline_sim::run_with(cfg) {
+            Ok(r) => println!("seed {seed}: ok {r:?}"),
+            Err(f) => {
+                println!("{f}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    let first = env_u64("SIM_FIRST_SEED").unwrap_or(0);
+    let deadline = env_u64("SIM_SECONDS");
+    let count = env_u64("SIM_SEEDS").unwrap_or(2000);
+    let started = Instant::now();
+    let mut totals = pipeline_sim::Report::default();
+    let mut runs = 0u64;
+    let mut seed = first;
+    loop {
+        match deadline {
+            Some(s) if started.elapsed().as_secs() >= s => break,
+            None if runs >= count => break,
+            _ => {}
+        }
+        match pipeline_sim::run(seed) {
+            Ok(r) => {
+                totals.events += r.events;
+                totals.simulated_ms += r.simulated_ms;
+                totals.writes += r.writes;
+                totals.committed += r.committed;
+                totals.superseded += r.superseded;
+                totals.failed += r.failed;
+                totals.r2_writes += r.r2_writes;
+                let f = &mut totals.faults;
+                f.crashes += r.faults.crashes;
+                f.r2_transient += r.faults.r2_transient;
+                f.r2_permanent += r.faults.r2_permanent;
+                f.queue_send_failures += r.faults.queue_send_failures;
+                f.duplicates += r.faults.duplicates;
+                f.outages += r.faults.outages;
+                f.store_failures += r.faults.store_failures;
+                f.late_alarms += r.faults.late_alarms;
+                f.double_alarms += r.faults.double_alarms;
+                f.dead_letters += r.faults.dead_letters;
+            }
+            Err(f) => {
+                println!("{f}");
+                std::process::exit(1);
+            }
+        }
+        runs += 1;
+        seed += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "simulated {runs} seeds ({first}..{}) in {secs:.1} s: {} events, {:.1} simulated hours, {} writes ({} committed, {} superseded, {} failed), {} R2 writes",
+        first + runs,
+        totals.events,
+        totals.simulated_ms as f64 / 3_600_000.0,
+        totals.writes,
+        totals.committed,
+        totals.superseded,
+        totals.failed,
+        totals.r2_writes
+    );
+    println!("faults injected: {:?}", totals.faults);
+    println!("{runs} passed, 0 failed");
+}

@@ -1,0 +1,205 @@
+//! The models the engine runs against: each key's Durable Object storage
+//! (in memory, atomic `apply`), R2, the queue, the stats shard, and the
+//! ledger of what clients were promised, which the checkers read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use pipeline_core::engine::{IdemRecord, Memory, Meta, Op, Store, StoreError, UploadRecord};
+use pipeline_core::id::WriteOp;
+use pipeline_core::message::WriteMessage;
+use pipeline_core::schedule::WriteRef;
+use pipeline_core::stats::Totals;
+use pipeline_core::status::UploadState;
+
+/// One Durable Object's persisted storage.
+#[derive(Debug, Default, Clone)]
+pub struct MemStore {
+    pub meta: Meta,
+    pub uploads: BTreeMap<String, UploadRecord>,
+    pub bodies: BTreeMap<String, WriteMessage>,
+    pub garbage: BTreeSet<String>,
+    pub idem: BTreeMap<String, IdemRecord>,
+}
+
+impl MemStore {
+    /// Applies `ops` in order (the caller made the all-or-none choice).
+    pub fn apply(&mut self, ops: Vec<Op>) {
+        for op in ops {
+            match op {
+                Op::PutMeta(m) => self.meta = m,
+                Op::PutUpload(r) => {
+                    self.uploads.insert(r.id.clone(), r);
+                }
+                Op::PutBody(m) => {
+                    self.bodies.insert(m.id.clone(), m);
+                }
+                Op::DeleteBody(id) => {
+                    self.bodies.remove(&id);
+                }
+                Op::AddGarbage(k) => {
+                    self.garbage.insert(k);
+                }
+                Op::RemoveGarbage(k) => {
+                    self.garbage.remove(&k);
+                }
+                Op::PutIdem(r) => {
+                    self.idem.insert(r.idem_key.clone(), r);
+                }
+                Op::Prune {
+                    uploads_before,
+                    idem_before,
+                } => {
+                    self.uploads
+                        .retain(|_, r| !(r.state.is_terminal() && r.updated_ms < uploads_before));
+                    self.idem.retain(|_, r| r.created_ms >= idem_before);
+                }
+            }
+        }
+    }
+}
+
+/// A Durable Object's storage cell.
+#[derive(Debug, Default)]
+pub struct ObjStore(pub std::cell::RefCell<MemStore>);
+
+impl ObjStore {
+    pub fn borrow(&self) -> std::cell::Ref<'_, MemStore> {
+        self.0.borrow()
+    }
+    pub fn borrow_mut(&self) -> std::cell::RefMut<'_, MemStore> {
+        self.0.borrow_mut()
+    }
+}
+
+impl Store for ObjStore {
+    fn meta(&self) -> Result<Meta, StoreError> {
+        Ok(self.borrow().meta.clone())
+    }
+    fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
+        Ok(self.borrow().uploads.get(id).cloned())
+    }
+    fn body(&self, id: &str) -> Result<Option<WriteMessage>, StoreError> {
+        Ok(self.borrow().bodies.get(id).cloned())
+    }
+    fn idempotency(&self, k: &str) -> Result<Option<IdemRecord>, StoreError> {
+        Ok(self.borrow().idem.get(k).cloned())
+    }
+    fn garbage(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        Ok(self.borrow().garbage.iter().take(limit).cloned().collect())
+    }
+    fn oldest_prunable(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
+        let s = self.borrow();
+        Ok((
+            s.uploads
+                .values()
+                .filter(|r| r.state.is_terminal())
+                .map(|r| r.updated_ms)
+                .min(),
+            s.idem.values().map(|r| r.created_ms).min(),
+        ))
+    }
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.borrow_mut().apply(ops);
+        Ok(())
+    }
+}
+
+/// A key's Durable Object: storage that survives, memory that does not,
+/// and its one alarm.
+pub struct Object {
+    pub key: String,
+    pub store: ObjStore,
+    pub mem: Rc<Memory>,
+    /// The alarm time, persisted (it survives a crash).
+    pub alarm: Option<i64>,
+    /// Bumped whenever the alarm is set or cleared, so stale firings are
+    /// recognised.
+    pub alarm_gen: u64,
+    pub alarm_running: Option<u64>,
+    /// Calls to the object fail until then (eviction storm, overload).
+    pub outage_until: i64,
+    pub restarts: u64,
+}
+
+/// A stored R2 object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct R2Object {
+    pub upload_id: String,
+    pub body_hash: u64,
+    pub etag: String,
+}
+
+/// R2: user objects, staged bodies, and the start of each key's last write.
+#[derive(Debug, Default)]
+pub struct R2 {
+    pub objects: BTreeMap<String, R2Object>,
+    /// Staged bodies: hash and upload time.
+    pub staged: BTreeMap<String, (u64, i64)>,
+    pub last_start: BTreeMap<String, i64>,
+    pub writes: u64,
+    pub etags: u64,
+}
+
+/// A queue message.
+#[derive(Debug, Clone)]
+pub struct QMsg {
+    pub seq: u64,
+    pub body: String,
+    pub visible_at: i64,
+    pub attempts: u32,
+    pub sent_at: i64,
+    pub in_flight: bool,
+    /// Retries caused by an unreachable scheduler.
+    pub outage_retries: u32,
+}
+
+/// One accepted write, as the pipeline owes it.
+#[derive(Debug, Clone)]
+pub struct Owed {
+    pub key: String,
+    pub at: WriteRef,
+    pub op: WriteOp,
+    pub sync: bool,
+    pub body_hash: u64,
+}
+
+/// What the clients were told and what the pipeline did: the checkers'
+/// ground truth.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Every write a client made: the truth about its key, order and bytes.
+    pub writes: BTreeMap<String, Owed>,
+    /// Ids that must reach exactly one terminal state.
+    pub owed: BTreeSet<String>,
+    /// Terminal states seen, with who superseded and the error code.
+    pub ended: BTreeMap<String, (UploadState, Option<String>, Option<String>)>,
+    /// Ids whose message the queue took.
+    pub sent: BTreeSet<String>,
+    /// `(key, idempotency key)` → ids a `202` named.
+    pub idem_answers: BTreeMap<(String, String), BTreeSet<String>>,
+    /// Writes the producer counted in `/stats accepted`.
+    pub producer_accepted: i64,
+    /// The newest write each key's R2 object reflects.
+    pub last_applied: BTreeMap<String, WriteRef>,
+    /// Stats shard: newest pushed version and totals per source.
+    pub shard: BTreeMap<String, (i64, Totals)>,
+    /// Messages dead-lettered because their scheduler was unreachable.
+    pub outage_dead_letters: u64,
+    pub faults: Faults,
+}
+
+/// Counts of what was injected, for the report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Faults {
+    pub crashes: u64,
+    pub r2_transient: u64,
+    pub r2_permanent: u64,
+    pub queue_send_failures: u64,
+    pub duplicates: u64,
+    pub outages: u64,
+    pub store_failures: u64,
+    pub late_alarms: u64,
+    pub double_alarms: u64,
+    pub dead_letters: u64,
+}
