@@ -30,10 +30,15 @@ step "clippy (wasm32, production and test-routes builds)"
 cargo clippy --target "$WASM_TARGET" -p r2-hotkey-pipeline -- -D warnings
 cargo clippy --target "$WASM_TARGET" -p r2-hotkey-pipeline --features test-routes -- -D warnings
 step "clippy (native crates)"
-cargo clippy -p pipeline-core -p pipeline-client -p e2e -p pipeline-bench --all-targets -- -D warnings
+cargo clippy -p pipeline-core -p pipeline-client -p e2e -p pipeline-bench -p pipeline-sim --all-targets -- -D warnings
 
 step "native unit and property tests"
 cargo test -p pipeline-core -p pipeline-client -p pipeline-bench
+
+step "deterministic simulation: planted bugs found, then ${SIM_SEEDS:-5000} seeds"
+# SIM_SECONDS=3600 turns the seed run into an hour-long soak.
+cargo test -p pipeline-sim --release
+SIM_SEEDS="${SIM_SEEDS:-5000}" cargo run -q -p pipeline-sim --release
 
 step "build the Worker with test routes (once for every e2e run)"
 PIPELINE_TEST_ROUTES=1 PIPELINE_FAST_BUILD=1 bash scripts/build.sh
