@@ -102,7 +102,7 @@ impl<H: Host> Scheduler<'_, H> {
         if tx.meta.key.is_none() {
             tx.meta.key = Some(msg.key.clone());
         }
-        tx.insert(new_record(
+        let mut rec = new_record(
             &msg.id,
             msg.accepted_ms,
             msg.size,
@@ -110,7 +110,11 @@ impl<H: Host> Scheduler<'_, H> {
             Via::Sync,
             UploadState::Scheduled,
             now,
-        ));
+        );
+        // The row names the staged body: it becomes garbage when the write
+        // ends, also when it ends in recovery after a crash.
+        rec.staged_key = msg.staged_key().map(str::to_string);
+        tx.insert(rec);
         tx.count(|t| t.accepted += 1);
         if active(Bug::SyncSupersedesEarly) {
             if let Some(old) = supersedes {
