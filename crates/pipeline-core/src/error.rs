@@ -7,6 +7,9 @@
 
 use thiserror::Error;
 
+use crate::ratelimit::SlotTaken;
+use crate::time::{parse_rfc3339_ms, rfc3339_ms};
+
 /// An error answer of the HTTP API (see `docs/API.md`, "Error codes").
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ApiError {
@@ -34,18 +37,27 @@ pub enum ApiError {
     ObjectNotFound(String),
     #[error("{0}")]
     PreconditionFailed(String),
-    #[error("{0}")]
-    RangeNotSatisfiable(String),
-    #[error("{0}")]
-    RateLimited(String),
+    /// The range lies outside the object's `size` bytes
+    /// (`Content-Range: bytes */<size>`).
+    #[error("the range is outside the object's {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    /// A sync write while the key's slot is taken (`Retry-After`,
+    /// `X-RateLimit-*`, all from one [`SlotTaken`]).
+    #[error(
+        "this key's write slot is taken until {}; retry in {} ms",
+        rfc3339_ms(.0.free_at_ms),
+        .0.reset_after_ms()
+    )]
+    RateLimited(SlotTaken),
     #[error("{0}")]
     NewerWritePending(String),
     #[error("{0}")]
     CounterOverflow(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
+    /// A known path, another method (`Allow: <allow>`).
+    #[error("method not allowed on this path; allowed: {allow}")]
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     Internal(String),
     #[error("{0}")]
@@ -69,11 +81,11 @@ impl ApiError {
                 404
             }
             ApiError::PreconditionFailed(_) => 412,
-            ApiError::RangeNotSatisfiable(_) => 416,
+            ApiError::RangeNotSatisfiable { .. } => 416,
             ApiError::RateLimited(_) => 429,
             ApiError::NewerWritePending(_) => 409,
             ApiError::CounterOverflow(_) => 422,
-            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Internal(_) => 500,
         }
     }
@@ -93,12 +105,12 @@ impl ApiError {
             ApiError::UploadNotFound(_) => "upload_not_found",
             ApiError::ObjectNotFound(_) => "object_not_found",
             ApiError::PreconditionFailed(_) => "precondition_failed",
-            ApiError::RangeNotSatisfiable(_) => "range_not_satisfiable",
+            ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::NewerWritePending(_) => "newer_write_pending",
             ApiError::CounterOverflow(_) => "counter_overflow",
             ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Internal(_) => "internal_error",
             ApiError::Unavailable(_) => "unavailable",
         }
@@ -108,11 +120,235 @@ impl ApiError {
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}})
     }
+
+    /// The headers this error's answer carries besides `Content-Type`:
+    /// `WWW-Authenticate` (401), `Allow` (405), `Content-Range` (416),
+    /// `Retry-After` and `X-RateLimit-*` (429), `Retry-After` (503).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            ApiError::Unauthorized(_) => vec![("WWW-Authenticate", "Bearer".into())],
+            ApiError::MethodNotAllowed { allow } => vec![("Allow", allow.clone())],
+            ApiError::RangeNotSatisfiable { size } => {
+                vec![("Content-Range", format!("bytes */{size}"))]
+            }
+            ApiError::RateLimited(slot) => slot.headers(),
+            ApiError::QueueUnavailable(_) | ApiError::Unavailable(_) => {
+                vec![("Retry-After", UNAVAILABLE_RETRY_AFTER_SECS.to_string())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The error an answer with `status` and the body `{"error": {"code",
+    /// "message"}}` stands for: the inverse of [`ApiError::code`] and
+    /// [`ApiError::body`] (a Durable Object's error answer becomes the same
+    /// [`ApiError`] in the Worker). An unknown code is `unavailable` for a
+    /// `503` and `internal_error` otherwise.
+    pub fn from_code(status: u16, code: &str, message: impl Into<String>) -> Self {
+        let m: String = message.into();
+        match code {
+            "unauthorized" => ApiError::Unauthorized(m),
+            "invalid_key" => ApiError::InvalidKey(m),
+            "invalid_header" => ApiError::InvalidHeader(m),
+            "invalid_parameter" => ApiError::InvalidParameter(m),
+            "invalid_body" => ApiError::InvalidBody(m),
+            "invalid_name" => ApiError::InvalidName(m),
+            "payload_too_large" => ApiError::PayloadTooLarge(m),
+            "length_required" => ApiError::LengthRequired(m),
+            "queue_unavailable" => ApiError::QueueUnavailable(m),
+            "upload_not_found" => ApiError::UploadNotFound(m),
+            "object_not_found" => ApiError::ObjectNotFound(m),
+            "precondition_failed" => ApiError::PreconditionFailed(m),
+            "range_not_satisfiable" => ApiError::RangeNotSatisfiable {
+                size: between(&m, "object's ", " bytes")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
+            },
+            "rate_limited" => ApiError::RateLimited(slot_of(&m)),
+            "newer_write_pending" => ApiError::NewerWritePending(m),
+            "counter_overflow" => ApiError::CounterOverflow(m),
+            "not_found" => ApiError::NotFound(m),
+            "method_not_allowed" => ApiError::MethodNotAllowed {
+                allow: m
+                    .rsplit_once("allowed: ")
+                    .map(|(_, a)| a.to_string())
+                    .unwrap_or_default(),
+            },
+            "internal_error" => ApiError::Internal(m),
+            "unavailable" => ApiError::Unavailable(m),
+            _ if status == 503 => ApiError::Unavailable(m),
+            _ if code.is_empty() => ApiError::Internal(m),
+            _ => ApiError::Internal(format!("{code}: {m}")),
+        }
+    }
+
+    /// [`ApiError::from_code`] over an answer's JSON body (anything that is
+    /// not the error shape keeps its text as the message).
+    pub fn from_body(status: u16, body: &str) -> Self {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let code = v["error"]["code"].as_str().unwrap_or_default();
+        match v["error"]["message"].as_str() {
+            Some(m) => Self::from_code(status, code, m),
+            None => Self::from_code(status, code, body),
+        }
+    }
+}
+
+/// `Retry-After` of a `503`, in seconds.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 5;
+
+/// The text of `s` between `start` and the next `end`.
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let rest = s.split_once(start)?.1;
+    Some(rest.split_once(end)?.0)
+}
+
+/// The slot a `rate_limited` message names (see [`ApiError::RateLimited`]).
+fn slot_of(message: &str) -> SlotTaken {
+    let free_at_ms = between(message, "taken until ", "; retry in ").and_then(parse_rfc3339_ms);
+    let after_ms = between(message, "; retry in ", " ms").and_then(|s| s.parse::<i64>().ok());
+    match (free_at_ms, after_ms) {
+        (Some(free_at_ms), Some(after)) => SlotTaken {
+            now_ms: free_at_ms.saturating_sub(after),
+            free_at_ms,
+        },
+        _ => SlotTaken {
+            now_ms: 0,
+            free_at_ms: 0,
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One of every variant, with the payloads the Worker gives them.
+    fn every_variant() -> Vec<ApiError> {
+        let m = || "a message: with `quotes` and ünïcode".to_string();
+        let all = vec![
+            ApiError::Unauthorized(m()),
+            ApiError::InvalidKey(m()),
+            ApiError::InvalidHeader(m()),
+            ApiError::InvalidParameter(m()),
+            ApiError::InvalidBody(m()),
+            ApiError::InvalidName(m()),
+            ApiError::PayloadTooLarge(m()),
+            ApiError::LengthRequired(m()),
+            ApiError::QueueUnavailable(m()),
+            ApiError::UploadNotFound(m()),
+            ApiError::ObjectNotFound(m()),
+            ApiError::PreconditionFailed(m()),
+            ApiError::RangeNotSatisfiable { size: 12_345 },
+            ApiError::RateLimited(SlotTaken {
+                now_ms: 1_795_765_166_588,
+                free_at_ms: 1_795_765_167_000,
+            }),
+            ApiError::NewerWritePending(m()),
+            ApiError::CounterOverflow(m()),
+            ApiError::NotFound(m()),
+            ApiError::MethodNotAllowed {
+                allow: "GET, HEAD, DELETE".into(),
+            },
+            ApiError::Internal(m()),
+            ApiError::Unavailable(m()),
+        ];
+        // A new variant must be added above (and to `from_code`): this
+        // match has no wildcard, so it does not compile until it is.
+        for e in &all {
+            match e {
+                ApiError::Unauthorized(_)
+                | ApiError::InvalidKey(_)
+                | ApiError::InvalidHeader(_)
+                | ApiError::InvalidParameter(_)
+                | ApiError::InvalidBody(_)
+                | ApiError::InvalidName(_)
+                | ApiError::PayloadTooLarge(_)
+                | ApiError::LengthRequired(_)
+                | ApiError::QueueUnavailable(_)
+                | ApiError::UploadNotFound(_)
+                | ApiError::ObjectNotFound(_)
+                | ApiError::PreconditionFailed(_)
+                | ApiError::RangeNotSatisfiable { .. }
+                | ApiError::RateLimited(_)
+                | ApiError::NewerWritePending(_)
+                | ApiError::CounterOverflow(_)
+                | ApiError::NotFound(_)
+                | ApiError::MethodNotAllowed { .. }
+                | ApiError::Internal(_)
+                | ApiError::Unavailable(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_variant_round_trips_through_its_answer() {
+        let all = every_variant();
+        assert_eq!(all.len(), 20);
+        let mut codes: Vec<&str> = all.iter().map(ApiError::code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len(), "codes are distinct");
+        for e in all {
+            let body = serde_json::to_string(&e.body()).unwrap();
+            let back = ApiError::from_body(e.status(), &body);
+            assert_eq!(back, e, "{body}");
+            assert_eq!(back.headers(), e.headers());
+            let back = ApiError::from_code(e.status(), e.code(), e.to_string());
+            assert_eq!(back, e);
+        }
+    }
+
+    #[test]
+    fn unknown_answers_become_internal_or_unavailable() {
+        assert_eq!(
+            ApiError::from_body(503, "Your worker restarted mid-request"),
+            ApiError::Unavailable("Your worker restarted mid-request".into())
+        );
+        assert_eq!(
+            ApiError::from_body(500, r#"{"error":{"code":"teapot","message":"m"}}"#),
+            ApiError::Internal("teapot: m".into())
+        );
+        assert_eq!(
+            ApiError::from_code(429, "rate_limited", "garbled"),
+            ApiError::RateLimited(SlotTaken {
+                now_ms: 0,
+                free_at_ms: 0
+            })
+        );
+    }
+
+    #[test]
+    fn errors_carry_the_headers_of_their_answer() {
+        let h = |e: ApiError| e.headers();
+        assert_eq!(
+            h(ApiError::Unauthorized(String::new())),
+            [("WWW-Authenticate", "Bearer".to_string())]
+        );
+        assert_eq!(
+            h(ApiError::MethodNotAllowed {
+                allow: "GET, HEAD".into()
+            }),
+            [("Allow", "GET, HEAD".to_string())]
+        );
+        assert_eq!(
+            h(ApiError::RangeNotSatisfiable { size: 7 }),
+            [("Content-Range", "bytes */7".to_string())]
+        );
+        let slot = SlotTaken {
+            now_ms: 10_000_100,
+            free_at_ms: 10_000_900,
+        };
+        assert_eq!(h(ApiError::RateLimited(slot)), slot.headers());
+        for e in [
+            ApiError::Unavailable(String::new()),
+            ApiError::QueueUnavailable(String::new()),
+        ] {
+            assert_eq!(h(e), [("Retry-After", "5".to_string())]);
+        }
+        assert!(h(ApiError::InvalidKey(String::new())).is_empty());
+    }
 
     #[test]
     fn codes_and_statuses_follow_the_contract() {
@@ -140,11 +376,18 @@ mod tests {
                 "upload_not_found",
             ),
             (
-                ApiError::RangeNotSatisfiable(String::new()),
+                ApiError::RangeNotSatisfiable { size: 0 },
                 416,
                 "range_not_satisfiable",
             ),
-            (ApiError::RateLimited(String::new()), 429, "rate_limited"),
+            (
+                ApiError::RateLimited(SlotTaken {
+                    now_ms: 0,
+                    free_at_ms: 0,
+                }),
+                429,
+                "rate_limited",
+            ),
             (
                 ApiError::NewerWritePending(String::new()),
                 409,
@@ -156,7 +399,9 @@ mod tests {
                 "counter_overflow",
             ),
             (
-                ApiError::MethodNotAllowed(String::new()),
+                ApiError::MethodNotAllowed {
+                    allow: String::new(),
+                },
                 405,
                 "method_not_allowed",
             ),

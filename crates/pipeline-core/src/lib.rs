@@ -19,6 +19,7 @@ pub mod message;
 pub mod meta;
 pub mod producer;
 pub mod protocol;
+pub mod r2_errors;
 pub mod range;
 pub mod ratelimit;
 pub mod schedule;
