@@ -5,9 +5,11 @@ use pipeline_core::auth::check_bearer;
 use pipeline_core::config::Settings;
 use pipeline_core::error::ApiError;
 use pipeline_core::id::IdSealer;
-use worker::{Bucket, Env, Queue, Request, Stub};
+use pipeline_core::protocol::bindings;
+use worker::{Bucket, Env, Queue, Request};
 
 use crate::http::internal;
+use crate::objects::stub::ObjectStub;
 
 /// Bindings and settings of this deployment.
 pub struct App {
@@ -74,7 +76,7 @@ impl App {
     /// [`ApiError::Internal`] when the binding is missing.
     pub fn bucket(&self) -> Result<Bucket, ApiError> {
         self.env
-            .bucket("BUCKET")
+            .bucket(bindings::BUCKET)
             .map_err(|e| internal("BUCKET binding", e))
     }
 
@@ -84,7 +86,7 @@ impl App {
     /// [`ApiError::QueueUnavailable`] when the binding is missing.
     pub fn queue(&self) -> Result<Queue, ApiError> {
         self.env
-            .queue("UPLOADS")
+            .queue(bindings::UPLOADS)
             .map_err(|e| ApiError::QueueUnavailable(format!("UPLOADS binding: {e}")))
     }
 
@@ -92,28 +94,15 @@ impl App {
     ///
     /// # Errors
     /// [`ApiError::Internal`] when the binding is missing.
-    pub fn scheduler(&self, key: &str) -> Result<Stub, ApiError> {
-        scheduler(&self.env, key)
+    pub fn scheduler(&self, key: &str) -> Result<ObjectStub, ApiError> {
+        ObjectStub::scheduler(&self.env, key)
     }
 
     /// The object of a counter name.
     ///
     /// # Errors
     /// [`ApiError::Internal`] when the binding is missing.
-    pub fn counter(&self, name: &str) -> Result<Stub, ApiError> {
-        self.env
-            .durable_object("COUNTERS")
-            .and_then(|ns| ns.get_by_name(name))
-            .map_err(|e| internal("COUNTERS binding", e))
+    pub fn counter(&self, name: &str) -> Result<ObjectStub, ApiError> {
+        ObjectStub::counter(&self.env, name)
     }
-}
-
-/// The scheduler of an object key (one Durable Object per key).
-///
-/// # Errors
-/// [`ApiError::Internal`] when the binding is missing.
-pub fn scheduler(env: &Env, key: &str) -> Result<Stub, ApiError> {
-    env.durable_object("SCHEDULER")
-        .and_then(|ns| ns.get_by_name(key))
-        .map_err(|e| internal("SCHEDULER binding", e))
 }

@@ -11,6 +11,9 @@
 //! - `PUT /_test/duplicate/{key}?copies=N`: an async write sent N times.
 //! - `POST /_test/fail-writes/{key}` `{"count": n}`: the key's next n R2
 //!   writes fail.
+//! - `POST /_test/tx-probe/{key}` `{"fail": bool}`: two writes in one
+//!   transaction of the key's scheduler storage, then (with `fail`) a
+//!   failing statement; answers which writes were kept.
 //! - `POST /_test/enqueue-raw`: sends the body as a raw queue message.
 //! - `GET /_test/staged`: the staged bodies still in the bucket.
 
@@ -24,7 +27,8 @@ use worker::{Context, Data, Method, QueueContentType, RawMessageBuilder, Request
 
 use crate::app::App;
 use crate::http::{self, internal, now_ms, ApiResult};
-use crate::objects::call;
+use crate::objects::scheduler_io::faults::FailWrites;
+use crate::objects::scheduler_store::probe::TxProbe;
 use crate::producer::{self, Delivery};
 
 /// The body of a bench enqueue; the consumer acks it and does nothing.
@@ -86,6 +90,9 @@ pub async fn route(app: &App, ctx: &Context, mut req: Request, path: &str) -> Op
         (Method::Post, p) if p.starts_with("/_test/fail-writes/") => {
             fail_writes(app, &mut req, &p["/_test/fail-writes/".len()..]).await
         }
+        (Method::Post, p) if p.starts_with("/_test/tx-probe/") => {
+            tx_probe(app, &mut req, &p["/_test/tx-probe/".len()..]).await
+        }
         (Method::Post, "/_test/enqueue-raw") => enqueue_raw(app, &mut req).await,
         (Method::Get, "/_test/staged") => staged(app).await,
         _ => Err(ApiError::NotFound("no such test route".into())),
@@ -127,9 +134,23 @@ async fn fail_writes(app: &App, req: &mut Request, raw_key: &str) -> ApiResult {
         .json()
         .await
         .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
-    let stub = app.scheduler(&key)?;
-    let r: serde_json::Value = call(&stub, Method::Post, "/_test/fail-writes", Some(&body)).await?;
-    http::json(200, &r)
+    let count = body["count"].as_i64().unwrap_or(0);
+    app.scheduler(&key)?.call(&FailWrites { count }).await?;
+    http::json(200, &json!({"ok": true, "count": count}))
+}
+
+async fn tx_probe(app: &App, req: &mut Request, raw_key: &str) -> ApiResult {
+    let key = decode_key(raw_key)?;
+    let body: serde_json::Value = req
+        .json()
+        .await
+        .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    let fail = body["fail"].as_bool().unwrap_or(false);
+    let r = app.scheduler(&key)?.call(&TxProbe { fail }).await?;
+    http::json(
+        200,
+        &json!({"error": r.error, "garbage_kept": r.garbage_kept, "idempotency_kept": r.idempotency_kept}),
+    )
 }
 
 async fn enqueue_raw(app: &App, req: &mut Request) -> ApiResult {

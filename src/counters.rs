@@ -5,12 +5,11 @@ use pipeline_core::counter::parse_by;
 use pipeline_core::error::ApiError;
 use pipeline_core::key::validate_counter_name;
 use serde_json::json;
-use worker::{Method, Request};
+use worker::Request;
 
 use crate::app::App;
 use crate::http::{self, ApiResult};
-use crate::objects::call;
-use crate::objects::counter::{CounterChange, CounterValue};
+use crate::objects::counter::{ChangeCounter, ReadCounter, ResetCounter};
 
 /// What a counter request does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +28,9 @@ pub async fn serve(app: &App, mut req: Request, name: &str, op: CounterOp) -> Ap
     validate_counter_name(name)?;
     let stub = app.counter(name)?;
     let value = match op {
-        CounterOp::Read => {
-            call::<(), CounterValue>(&stub, Method::Get, "/", None)
-                .await?
-                .value
-        }
+        CounterOp::Read => stub.call(&ReadCounter {}).await?.value,
         CounterOp::Reset => {
-            call::<(), CounterValue>(&stub, Method::Delete, "/", None).await?;
+            stub.call(&ResetCounter {}).await?;
             return http::empty(204);
         }
         CounterOp::Increment | CounterOp::Decrement => {
@@ -44,13 +39,11 @@ pub async fn serve(app: &App, mut req: Request, name: &str, op: CounterOp) -> Ap
                 .await
                 .map_err(|e| ApiError::InvalidBody(format!("reading the body: {e}")))?;
             let by = parse_by(&body)?;
-            let change = CounterChange {
+            let change = ChangeCounter {
                 by,
                 decrement: op == CounterOp::Decrement,
             };
-            call::<_, CounterValue>(&stub, Method::Post, "/", Some(&change))
-                .await?
-                .value
+            stub.call(&change).await?.value
         }
     };
     http::json(200, &json!({"name": name, "value": value}))

@@ -52,7 +52,8 @@ pub fn set(headers: &Headers, name: &str, value: &str) -> ApiResult<()> {
         .map_err(|e| internal("setting a header", e))
 }
 
-/// The contract's error response, with the headers each error needs.
+/// The contract's error response, with the headers the error carries
+/// ([`ApiError::headers`]).
 pub fn error_response(err: &ApiError) -> Response {
     let fallback = || {
         Response::empty()
@@ -66,32 +67,17 @@ pub fn error_response(err: &ApiError) -> Response {
     };
     let h = resp.headers_mut();
     let _ = h.set("Content-Type", "application/json; charset=utf-8");
-    match err {
-        ApiError::Unauthorized(_) => {
-            let _ = h.set("WWW-Authenticate", "Bearer");
-        }
-        ApiError::QueueUnavailable(_) | ApiError::Unavailable(_) => {
-            let _ = h.set("Retry-After", "5");
-        }
-        ApiError::MethodNotAllowed(allow) => {
-            let _ = h.set("Allow", allow_of(allow));
-        }
-        _ => {}
+    for (name, value) in err.headers() {
+        let _ = h.set(name, &value);
     }
     resp
 }
 
-/// `405` carries its `Allow` list inside the message after `allowed: `.
-fn allow_of(message: &str) -> &str {
-    message
-        .rsplit_once("allowed: ")
-        .map(|(_, a)| a)
-        .unwrap_or(ALLOW_METHODS)
-}
-
 /// Builds the `405` for a known path.
 pub fn method_not_allowed(allow: &str) -> ApiError {
-    ApiError::MethodNotAllowed(format!("method not allowed on this path; allowed: {allow}"))
+    ApiError::MethodNotAllowed {
+        allow: allow.to_string(),
+    }
 }
 
 /// Adds the CORS headers every response carries.

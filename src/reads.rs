@@ -10,18 +10,16 @@ use pipeline_core::id::WriteOp;
 use pipeline_core::key::{decode_key, validate_list_prefix, RESERVED_PREFIX};
 use pipeline_core::message::BodyRef;
 use pipeline_core::meta::ObjectMeta;
+use pipeline_core::protocol::LatestRequest;
 use pipeline_core::range::{decide, RangeDecision};
 use pipeline_core::time::rfc3339_ms;
 use serde_json::json;
 use worker::{
-    Conditional, EncodeBody, Headers, Include, Method, Object, Range, Request, Response,
-    ResponseBody,
+    Conditional, EncodeBody, Headers, Include, Object, Range, Request, Response, ResponseBody,
 };
 
 use crate::app::App;
 use crate::http::{self, internal, set, ApiResult};
-use crate::objects::call;
-use crate::objects::protocol::LatestResponse;
 
 /// `X-Pipeline-State` values.
 const STATE_COMMITTED: &str = "committed";
@@ -51,8 +49,7 @@ pub async fn get(app: &App, req: &Request, raw_key: &str, head_only: bool) -> Ap
     }
     if latest {
         let stub = app.scheduler(&key)?;
-        let held: LatestResponse = call::<(), _>(&stub, Method::Get, "/latest", None).await?;
-        if let Some(w) = held.pending {
+        if let Some(w) = stub.call(&LatestRequest {}).await?.pending {
             return serve_pending(app, w, head_only).await;
         }
     }
@@ -178,15 +175,7 @@ async fn serve_stored_once(
                 }),
             )
         }
-        RangeDecision::Unsatisfiable => {
-            let mut resp = http::error_response(&ApiError::RangeNotSatisfiable(format!(
-                "the range is outside the object's {size} bytes"
-            )));
-            let _ = resp
-                .headers_mut()
-                .set("Content-Range", &format!("bytes */{size}"));
-            return Ok(Some(resp));
-        }
+        RangeDecision::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { size }),
     };
     set(&headers, "Content-Length", &decision.len(size).to_string())?;
     if head_only {

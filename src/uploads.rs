@@ -7,12 +7,11 @@
 
 use pipeline_core::config::MAX_STATUS_WAIT_SECS;
 use pipeline_core::error::ApiError;
-use worker::{Method, Request};
+use pipeline_core::protocol::StatusRequest;
+use worker::Request;
 
 use crate::app::App;
 use crate::http::{self, internal, ApiResult};
-use crate::objects::protocol::StatusRequest;
-use crate::objects::{read_json, send};
 
 /// Reads `?wait=` (0 to 30 whole seconds).
 ///
@@ -61,7 +60,6 @@ pub async fn status(app: &App, req: &Request, id: &str) -> ApiResult {
         wait_ms: i64::from(wait) * 1000,
         ttl_ms: app.settings.status_ttl_ms,
     };
-    let mut resp = send(&stub, Method::Post, "/status", Some(&ask)).await?;
-    let body: serde_json::Value = read_json(&mut resp).await?;
-    http::json(200, &body)
+    let status = stub.call(&ask).await?;
+    http::json(200, &status.to_json())
 }

@@ -1,107 +1,94 @@
 //! The consumer: takes queue batches, coalesces them per key and hands each
-//! key's newest write to its scheduler.
+//! key's newest write to its scheduler. The decisions are
+//! `pipeline_core::consumer`'s ([`plan_batch`], [`retry_delay_secs`]); this
+//! file sends, acks and retries.
 //!
-//! - Every message is decoded defensively; one that does not decode is
-//!   forwarded to the dead letter queue (and logged) and acked, so it never
-//!   blocks its batch or loops.
+//! - A message that does not decode is forwarded to the dead letter queue
+//!   (and logged) and acked, so it never blocks its batch or loops.
 //! - One scheduler call per distinct key per batch, made concurrently,
 //!   carrying the newest write whole and naming the older ones.
-//! - Each message is acked or retried explicitly; the handler never returns
-//!   `Err` (that would reset the Wasm instance, see TOOLCHAIN.md).
+//! - Each message is acked or retried explicitly; a call that fails retries
+//!   its messages after as long as they are already old (2 s up to 12 h),
+//!   so with `max_retries = 16` a scheduler outage of about 18 h is ridden
+//!   out. The handler never returns `Err` (that would reset the Wasm
+//!   instance, see docs/DEVELOPING.md).
 //!
 //! Subrequests per invocation: one per distinct key in the batch (plus one
 //! per undecodable message). With `max_batch_size = 100` that is at most
 //! 100; on the Free plan (50) set `max_batch_size` to 40 or less.
 //!
-//! [`dead_letter`] handles the dead letter queue: its writes end `failed`
-//! with a reason and their staged bodies are removed.
+//! [`dead_letter`] handles the dead letter queue.
 
 pub mod dead_letter;
 
 use futures_util::future::join_all;
-use pipeline_core::coalesce::group_by_key;
-use pipeline_core::config::QUEUE_RETRY_BASE_DELAY_SECS;
-use pipeline_core::message::WriteMessage;
-use pipeline_core::schedule::WriteRef;
+use pipeline_core::consumer::{plan_batch, retry_delay_secs};
+use pipeline_core::protocol::bindings;
 use serde_json::json;
 use wasm_bindgen::JsValue;
 use worker::{
-    Env, MessageBatch, MessageExt, Method, QueueContentType, QueueRetryOptionsBuilder, RawMessage,
+    Env, MessageBatch, MessageExt, QueueContentType, QueueRetryOptionsBuilder, RawMessage,
     RawMessageBuilder,
 };
 
-use crate::app::scheduler;
-use crate::http::log;
-use crate::objects::call;
-use crate::objects::protocol::{EnqueueRequest, EnqueueResponse, OlderWrite};
+use crate::http::{log, now_ms};
+use crate::objects::stub::ObjectStub;
 
-/// A decoded message with its delivery handle.
-struct Delivered {
-    msg: WriteMessage,
-    raw: RawMessage,
+/// A message's text: a text message as sent, anything else as JSON.
+pub(crate) fn text_of(raw: &RawMessage) -> Option<String> {
+    let body = raw.body();
+    body.as_string().or_else(|| {
+        js_sys::JSON::stringify(&body)
+            .ok()
+            .and_then(|s| s.as_string())
+    })
+}
+
+/// Retries `raw` after as long as it is already old.
+pub(crate) fn retry_later(raw: &RawMessage) {
+    let age_ms = now_ms() - raw.timestamp().as_millis() as i64;
+    let options = QueueRetryOptionsBuilder::new()
+        .with_delay_seconds(retry_delay_secs(age_ms))
+        .build();
+    raw.retry_with_options(&options);
 }
 
 /// Processes one batch of the upload queue.
 pub async fn handle_batch<T>(batch: &MessageBatch<T>, env: &Env) {
-    let mut decoded = Vec::new();
+    let mut raws = Vec::new();
+    let mut bodies = Vec::new();
     for raw in batch.raw_iter() {
-        let body = raw.body();
-        let text = body.as_string().or_else(|| {
-            js_sys::JSON::stringify(&body)
-                .ok()
-                .and_then(|s| s.as_string())
-        });
+        let text = text_of(&raw);
         #[cfg(feature = "test-routes")]
         if text.as_deref() == Some(crate::bench::NOOP_MESSAGE) {
             raw.ack();
             continue;
         }
-        match text.as_deref().map(WriteMessage::decode) {
-            Some(Ok(msg)) => decoded.push(Delivered { msg, raw }),
-            Some(Err(e)) => {
-                poison(
-                    env,
-                    raw,
-                    text.as_deref().unwrap_or_default(),
-                    &e.to_string(),
-                )
-                .await
-            }
-            None => poison(env, raw, "", "message body is not text").await,
+        bodies.push(text);
+        raws.push(raw);
+    }
+    let plan = plan_batch(&bodies);
+    for (i, reason) in &plan.poison {
+        if let (Some(raw), Some(text)) = (raws.get(*i), bodies.get(*i)) {
+            poison(env, raw, text.as_deref().unwrap_or_default(), reason).await;
         }
     }
 
-    let groups = group_by_key(
-        decoded,
-        |d| d.msg.key.as_str(),
-        |d| WriteRef::new(d.msg.accepted_ms, d.msg.id.clone()),
-    );
-    let keys = groups.len();
-    let calls = groups.into_iter().map(|g| async move {
-        let req = EnqueueRequest {
-            newest: g.newest.msg.clone(),
-            older: g.older.iter().map(|d| OlderWrite::from(&d.msg)).collect(),
-        };
-        let result = match scheduler(env, &g.key) {
-            Ok(stub) => {
-                call::<_, EnqueueResponse>(&stub, Method::Post, "/enqueue", Some(&req)).await
-            }
+    let keys = plan.calls.len();
+    let calls = plan.calls.iter().map(|call| async {
+        let result = match ObjectStub::scheduler(env, &call.key) {
+            Ok(stub) => stub.call(&call.request).await,
             Err(e) => Err(e),
         };
-        let all = std::iter::once(&g.newest)
-            .chain(&g.older)
-            .chain(&g.duplicates);
+        let messages = call.messages.iter().filter_map(|i| raws.get(*i));
         match result {
             Ok(r) => {
-                all.for_each(|d| d.raw.ack());
+                messages.for_each(MessageExt::ack);
                 Ok(r)
             }
             Err(e) => {
-                let retry = QueueRetryOptionsBuilder::new()
-                    .with_delay_seconds(QUEUE_RETRY_BASE_DELAY_SECS)
-                    .build();
-                all.for_each(|d| d.raw.retry_with_options(&retry));
-                Err(format!("{}: {e}", g.key))
+                messages.for_each(retry_later);
+                Err(format!("{}: {e}", call.key))
             }
         }
     });
@@ -126,11 +113,11 @@ pub async fn handle_batch<T>(batch: &MessageBatch<T>, env: &Env) {
 /// An undecodable message: forwarded to the dead letter queue and acked.
 /// If the forward fails it is retried, and the queue's own `max_retries`
 /// sends it to the dead letter queue.
-async fn poison(env: &Env, raw: RawMessage, text: &str, reason: &str) {
+async fn poison(env: &Env, raw: &RawMessage, text: &str, reason: &str) {
     log(
         json!({"level": "error", "at": "consumer.poison", "reason": reason, "message_id": raw.id()}),
     );
-    let forwarded = match env.queue("DEAD_LETTERS") {
+    let forwarded = match env.queue(bindings::DEAD_LETTERS) {
         Ok(q) => q
             .send_raw(
                 RawMessageBuilder::new(JsValue::from_str(text))
@@ -143,6 +130,6 @@ async fn poison(env: &Env, raw: RawMessage, text: &str, reason: &str) {
     if forwarded {
         raw.ack();
     } else {
-        raw.retry();
+        retry_later(raw);
     }
 }

@@ -5,18 +5,42 @@
 
 use pipeline_core::counter::{apply, Direction};
 use pipeline_core::error::ApiError;
+use pipeline_core::protocol::Call;
 use serde::{Deserialize, Serialize};
-use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 use super::sql::{create_kv, get_doc, put_doc};
-use super::{ok_json, request_json, respond};
+use super::{respond, serve};
 use crate::http::internal;
 
-/// A change sent by the Worker.
+/// Reads the value.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ReadCounter {}
+
+impl Call for ReadCounter {
+    const PATH: &'static str = "/read";
+    type Reply = CounterValue;
+}
+
+/// Adds `by` (or subtracts it).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct CounterChange {
+pub struct ChangeCounter {
     pub by: i64,
     pub decrement: bool,
+}
+
+impl Call for ChangeCounter {
+    const PATH: &'static str = "/change";
+    type Reply = CounterValue;
+}
+
+/// Sets the value back to 0.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ResetCounter {}
+
+impl Call for ResetCounter {
+    const PATH: &'static str = "/reset";
+    type Reply = CounterValue;
 }
 
 /// The counter's value, as the Worker answers it.
@@ -37,18 +61,25 @@ impl DurableObject for Counter {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let result = match req.method() {
-            Method::Get => self
-                .read()
-                .and_then(|value| ok_json(&CounterValue { value })),
-            Method::Post => match request_json::<CounterChange>(&mut req).await {
-                Ok(change) => self.change(change),
-                Err(e) => Err(internal("counter change", e)),
-            },
-            Method::Delete => self
-                .write(0)
-                .and_then(|_| ok_json(&CounterValue { value: 0 })),
-            _ => Err(ApiError::Internal("unsupported counter call".into())),
+        let path = req.path();
+        let result = match path.as_str() {
+            ReadCounter::PATH => {
+                serve(&mut req, |_: ReadCounter| async {
+                    Ok(CounterValue {
+                        value: self.read()?,
+                    })
+                })
+                .await
+            }
+            ChangeCounter::PATH => serve(&mut req, |c| async { self.change(c) }).await,
+            ResetCounter::PATH => {
+                serve(&mut req, |_: ResetCounter| async {
+                    self.write(0)?;
+                    Ok(CounterValue { value: 0 })
+                })
+                .await
+            }
+            _ => Err(ApiError::Internal(format!("unknown counter call {path}"))),
         };
         respond(result)
     }
@@ -67,7 +98,7 @@ impl Counter {
         put_doc(&self.state.storage().sql(), "value", &value.to_string())
     }
 
-    fn change(&self, change: CounterChange) -> Result<Response, ApiError> {
+    fn change(&self, change: ChangeCounter) -> Result<CounterValue, ApiError> {
         let dir = if change.decrement {
             Direction::Decrement
         } else {
@@ -75,6 +106,6 @@ impl Counter {
         };
         let value = apply(self.read()?, change.by, dir)?;
         self.write(value)?;
-        ok_json(&CounterValue { value })
+        Ok(CounterValue { value })
     }
 }

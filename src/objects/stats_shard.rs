@@ -7,81 +7,24 @@
 //! push that is repeated, lost and retried, or overtaken by a newer one can
 //! never count twice: the figures are exact once the last pushes land.
 
-use std::ops::AddAssign;
-
 use pipeline_core::config::STATS_SHARDS;
 use pipeline_core::error::ApiError;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use worker::{durable_object, DurableObject, Env, Method, Request, Response, SqlStorage, State};
+use pipeline_core::protocol::{Ack, Call, TotalsRequest};
+pub use pipeline_core::stats::{Push, Totals};
+use serde::Deserialize;
+use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
 use super::sql::{exec, first, rows};
-use super::{call, ok_json, request_json, respond};
-use crate::http::internal;
-
-/// Cumulative pipeline totals of one source, or summed over many.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totals {
-    pub accepted: i64,
-    pub committed: i64,
-    pub superseded: i64,
-    pub failed: i64,
-    pub r2_writes: i64,
-    pub rate_limited: i64,
-}
-
-impl AddAssign for Totals {
-    fn add_assign(&mut self, o: Self) {
-        self.accepted += o.accepted;
-        self.committed += o.committed;
-        self.superseded += o.superseded;
-        self.failed += o.failed;
-        self.r2_writes += o.r2_writes;
-        self.rate_limited += o.rate_limited;
-    }
-}
-
-impl Totals {
-    /// The contract's `/stats` body, with `inflight` derived.
-    pub fn to_json(self) -> serde_json::Value {
-        serde_json::json!({
-            "accepted": self.accepted,
-            "committed": self.committed,
-            "superseded": self.superseded,
-            "failed": self.failed,
-            "r2_writes": self.r2_writes,
-            "rate_limited": self.rate_limited,
-            "inflight": self.accepted - self.committed - self.superseded - self.failed,
-        })
-    }
-}
-
-/// One source's push.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Push {
-    pub source: String,
-    pub version: i64,
-    pub totals: Totals,
-}
-
-/// The shard a source pushes to.
-pub fn shard_of(source: &str) -> u32 {
-    let h = Sha256::digest(source.as_bytes());
-    u32::from_be_bytes([h[0], h[1], h[2], h[3]]) % STATS_SHARDS
-}
+use super::stub::ObjectStub;
+use super::{respond, serve};
 
 /// Pushes a source's cumulative totals to its shard.
 ///
 /// # Errors
 /// [`ApiError::Unavailable`] when the shard cannot be reached.
 pub async fn push(env: &Env, push: &Push) -> Result<(), ApiError> {
-    let ns = env
-        .durable_object("STATS")
-        .map_err(|e| internal("STATS binding", e))?;
-    let stub = ns
-        .get_by_name(&format!("stats-{}", shard_of(&push.source)))
-        .map_err(|e| internal("stats shard", e))?;
-    call::<Push, serde_json::Value>(&stub, Method::Post, "/push", Some(push))
+    ObjectStub::stats_of(env, &push.source)?
+        .call(push)
         .await
         .map(|_| ())
 }
@@ -91,15 +34,10 @@ pub async fn push(env: &Env, push: &Push) -> Result<(), ApiError> {
 /// # Errors
 /// [`ApiError::Unavailable`] when a shard cannot be reached.
 pub async fn read_all(env: &Env) -> Result<Totals, ApiError> {
-    let ns = env
-        .durable_object("STATS")
-        .map_err(|e| internal("STATS binding", e))?;
     let mut calls = Vec::new();
     for shard in 0..STATS_SHARDS {
-        let stub = ns
-            .get_by_name(&format!("stats-{shard}"))
-            .map_err(|e| internal("stats shard", e))?;
-        calls.push(async move { call::<(), Totals>(&stub, Method::Get, "/totals", None).await });
+        let stub = ObjectStub::stats_shard(env, shard)?;
+        calls.push(async move { stub.call(&TotalsRequest {}).await });
     }
     let mut sum = Totals::default();
     for t in futures_util::future::join_all(calls).await {
@@ -153,15 +91,17 @@ impl DurableObject for StatsShard {
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let sql = self.state.storage().sql();
-        let result = match req.method() {
-            Method::Post => match request_json::<Push>(&mut req).await {
-                Ok(p) => {
-                    apply_push(&sql, &p).and_then(|_| ok_json(&serde_json::json!({"ok": true})))
-                }
-                Err(e) => Err(internal("stats push", e)),
-            },
-            Method::Get => sum(&sql).and_then(|t| ok_json(&t)),
-            _ => Err(ApiError::Internal("unsupported stats call".into())),
+        let path = req.path();
+        let result = match path.as_str() {
+            Push::PATH => {
+                serve(&mut req, |p: Push| async move {
+                    apply_push(&sql, &p)?;
+                    Ok(Ack { ok: true })
+                })
+                .await
+            }
+            TotalsRequest::PATH => serve(&mut req, |_: TotalsRequest| async { sum(&sql) }).await,
+            _ => Err(ApiError::Internal(format!("unknown stats call {path}"))),
         };
         respond(result)
     }
@@ -173,7 +113,7 @@ fn apply_push(sql: &SqlStorage, p: &Push) -> Result<(), ApiError> {
         &format!("SELECT version, {COLUMNS} FROM sources WHERE source = ?"),
         vec![p.source.as_str().into()],
     )?;
-    if current.is_some_and(|c| c.version >= p.version) {
+    if !pipeline_core::stats::supersedes(current.map(|c| c.version), p) {
         return Ok(());
     }
     let t = p.totals;

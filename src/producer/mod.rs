@@ -4,8 +4,10 @@
 //! The common path makes exactly one round trip: the queue send. Bodies
 //! that fit a message travel in it; larger ones are streamed to R2 under
 //! the reserved staging prefix first (never held whole in memory) and
-//! removed again if the send fails. An `Idempotency-Key` adds one call to
-//! the key's scheduler, which remembers the key for 24 h.
+//! removed again if the send fails. An `Idempotency-Key` travels in the
+//! message and adds one call to the key's scheduler *after* the send, which
+//! says which id holds the key (`pipeline_core::producer::enqueue` decides;
+//! [`QueueIo`] is its I/O).
 //!
 //! `?mode=sync` writes are handed to [`sync`] instead.
 
@@ -19,15 +21,15 @@ use pipeline_core::id::{Claims, WriteOp};
 use pipeline_core::key::decode_key;
 use pipeline_core::message::{BodyRef, WriteMessage, MESSAGE_VERSION, STAGING_PREFIX};
 use pipeline_core::meta::{validate_idempotency_key, ObjectMeta};
+use pipeline_core::producer::{enqueue, ProducerIo};
+use pipeline_core::protocol::ClaimRequest;
 use pipeline_core::time::rfc3339_ms;
 use serde_json::json;
 use wasm_bindgen::JsValue;
-use worker::{Context, Data, Method, QueueContentType, RawMessageBuilder, Request};
+use worker::{Context, Data, QueueContentType, RawMessageBuilder, Request};
 
 use crate::app::App;
 use crate::http::{self, hex, internal, now_ms, random_bytes, ApiResult};
-use crate::objects::call;
-use crate::objects::protocol::{IdempotencyRequest, IdempotencyResponse};
 
 /// How a write is to be made (`?mode=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +148,48 @@ pub fn stamp(app: &App, key: &str, op: WriteOp, size: u64) -> Result<(String, i6
     Ok((id, accepted_ms))
 }
 
+/// The producer's I/O: the upload queue, the key's scheduler, R2.
+pub struct QueueIo<'a> {
+    pub app: &'a App,
+    pub delivery: Delivery,
+}
+
+impl ProducerIo for QueueIo<'_> {
+    async fn send(&self, msg: &WriteMessage) -> Result<(), ApiError> {
+        let text = msg.encode();
+        let queue = self.app.queue()?;
+        for _ in 0..self.delivery.copies.max(1) {
+            let mut builder = RawMessageBuilder::new(JsValue::from_str(&text));
+            if self.delivery.delay_seconds > 0 {
+                builder = builder.delay_seconds(self.delivery.delay_seconds);
+            }
+            queue
+                .send_raw(builder.build_with_content_type(QueueContentType::Text))
+                .await
+                .map_err(|e| {
+                    ApiError::QueueUnavailable(format!(
+                        "the upload queue did not take the write: {e}"
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn claim(&self, key: &str, idem_key: &str, id: &str) -> Result<String, ApiError> {
+        let claim = ClaimRequest {
+            idempotency_key: idem_key.to_string(),
+            id: id.to_string(),
+        };
+        Ok(self.app.scheduler(key)?.call(&claim).await?.holder)
+    }
+
+    async fn delete_staged(&self, staged_key: &str) {
+        if let Ok(bucket) = self.app.bucket() {
+            let _ = bucket.delete(staged_key).await;
+        }
+    }
+}
+
 /// `PUT` or `DELETE /objects/{key}` in the default, asynchronous mode.
 ///
 /// # Errors
@@ -161,98 +205,41 @@ pub async fn accept(
 ) -> ApiResult {
     let incoming = validate(app, &req, raw_key, op)?;
     let (body, size) = take_body(app, &mut req, &incoming).await?;
-    let staged = match &body {
-        BodyRef::Staged { staged_key } => Some(staged_key.clone()),
-        _ => None,
-    };
-    let result = enqueue(app, ctx, &incoming, body, size, delivery).await;
-    if result.is_err() {
-        if let Some(k) = staged {
-            // Nothing accepted, nothing left behind.
-            let _ = app.bucket()?.delete(k).await;
-        }
-    }
-    result
-}
-
-async fn enqueue(
-    app: &App,
-    ctx: &Context,
-    incoming: &Incoming,
-    body: BodyRef,
-    size: u64,
-    delivery: Delivery,
-) -> ApiResult {
-    let (id, accepted_ms) = stamp(app, &incoming.key, incoming.op, size)?;
-    if let Some(idem) = &incoming.idempotency_key {
-        let stub = app.scheduler(&incoming.key)?;
-        let claim: IdempotencyResponse = call(
-            &stub,
-            Method::Post,
-            "/idempotency/claim",
-            Some(&IdempotencyRequest {
-                idempotency_key: idem.clone(),
-                id: id.clone(),
-            }),
-        )
-        .await?;
-        if !claim.claimed {
-            // A repeat: the first write's answer, no new version.
-            let first = app
-                .sealer()?
-                .open(&claim.id)
-                .map_err(|e| internal("stored idempotent id", e))?;
+    let io = QueueIo { app, delivery };
+    let (id, accepted_ms) = match stamp(app, &incoming.key, op, size) {
+        Ok(stamped) => stamped,
+        Err(e) => {
             if let BodyRef::Staged { staged_key } = &body {
-                let _ = app.bucket()?.delete(staged_key.clone()).await;
+                io.delete_staged(staged_key).await;
             }
-            return accepted_response(&claim.id, &first.key, first.accepted_ms, first.size);
+            return Err(e);
         }
-    }
+    };
     let msg = WriteMessage {
         v: MESSAGE_VERSION,
-        id: id.clone(),
-        key: incoming.key.clone(),
+        id,
+        key: incoming.key,
         accepted_ms,
-        op: incoming.op,
+        op,
         size,
-        meta: incoming.meta.clone(),
+        meta: incoming.meta,
         body,
+        idempotency_key: incoming.idempotency_key,
     };
-    let text = msg.encode();
-    let queue = app.queue()?;
-    let mut sent = Ok(());
-    for _ in 0..delivery.copies.max(1) {
-        let mut builder = RawMessageBuilder::new(JsValue::from_str(&text));
-        if delivery.delay_seconds > 0 {
-            builder = builder.delay_seconds(delivery.delay_seconds);
-        }
-        sent = queue
-            .send_raw(builder.build_with_content_type(QueueContentType::Text))
-            .await;
-        if sent.is_err() {
-            break;
-        }
+    let enqueued = enqueue(&io, &msg).await?;
+    if enqueued.count_accepted {
+        stats::record_accepted(&app.env, ctx);
     }
-    if let Err(e) = sent {
-        if let Some(idem) = &incoming.idempotency_key {
-            let stub = app.scheduler(&incoming.key)?;
-            let _ = call::<_, serde_json::Value>(
-                &stub,
-                Method::Post,
-                "/idempotency/release",
-                Some(&IdempotencyRequest {
-                    idempotency_key: idem.clone(),
-                    id: id.clone(),
-                }),
-            )
-            .await;
-        }
-        return Err(ApiError::QueueUnavailable(format!(
-            "the upload queue did not take the write: {e}"
-        )));
+    if enqueued.own {
+        return accepted_response(&msg.id, &msg.key, accepted_ms, size);
     }
-    stats::record_accepted(&app.env, ctx);
-    accepted_response(&id, &incoming.key, accepted_ms, size)
+    // A repeat: the first write's answer. This request's own message is
+    // dropped by the key's scheduler when it is delivered.
+    let first = app
+        .sealer()?
+        .open(&enqueued.id)
+        .map_err(|e| internal("the id holding the idempotency key", e))?;
+    accepted_response(&enqueued.id, &first.key, first.accepted_ms, first.size)
 }
 
 /// The `202` body and `Location` of an accepted write.
@@ -288,26 +275,32 @@ async fn take_body(
                 .map_err(|e| ApiError::InvalidBody(format!("reading the body: {e}")))?;
             Ok((WriteMessage::inline(&bytes), bytes.len() as u64))
         }
-        Some(n) => {
-            let stream = req
-                .inner()
-                .body()
-                .ok_or_else(|| ApiError::InvalidBody("Content-Length without a body".into()))?;
-            let staged_key = format!("{STAGING_PREFIX}{}", hex(&random_bytes::<16>()?));
-            app.bucket()?
-                .put(staged_key.clone(), Data::ReadableStream(stream))
-                .execute()
-                .await
-                .map_err(|e| {
-                    ApiError::Unavailable(format!("staging the body in R2 failed: {e}"))
-                })?;
-            Ok((BodyRef::Staged { staged_key }, n))
-        }
+        Some(n) => Ok((stage_body(app, req).await?, n)),
         None => {
             let bytes = read_small_body(req, app.settings.max_upload_bytes).await?;
             Ok((WriteMessage::inline(&bytes), bytes.len() as u64))
         }
     }
+}
+
+/// Streams a request body that has `Content-Length` to a new staging
+/// object in R2 (never through Wasm memory).
+///
+/// # Errors
+/// `invalid_body` without a body, `unavailable` when R2 does not take it.
+pub(crate) async fn stage_body(app: &App, req: &Request) -> Result<BodyRef, ApiError> {
+    let stream = req
+        .inner()
+        .body()
+        .ok_or_else(|| ApiError::InvalidBody("Content-Length without a body".into()))?;
+    let staged_key = format!("{STAGING_PREFIX}{}", hex(&random_bytes::<16>()?));
+    app.bucket()?
+        .put(staged_key.clone(), Data::ReadableStream(stream))
+        .execute()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("staging the body in R2 failed: {e}")))?;
+    http::log(json!({"level": "info", "at": "producer.staged", "staged_key": staged_key}));
+    Ok(BodyRef::Staged { staged_key })
 }
 
 /// Reads a body whose length is unknown or small, refusing it once it

@@ -3,73 +3,123 @@
 //! it frees. Sync and async writes share the slot, so the spacing rule
 //! holds across both modes.
 //!
-//! The body streams from the client through the scheduler to R2; the
-//! descriptor (id, metadata) rides in a header.
+//! No client stream is read while the slot is held. Bodies up to the
+//! inline limit are buffered and sent inside the [`SyncRequest`]. Larger
+//! ones first ask the scheduler (`probe`) whether the slot is free, so a
+//! `429` or `409` uploads nothing; then the body is streamed to a staging
+//! object, and the scheduler copies it inside R2. The scheduler owns the
+//! staged body from the moment it answers (it deletes it whatever the
+//! outcome).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use pipeline_core::config::INLINE_BODY_MAX_BYTES;
 use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
 use pipeline_core::message::{BodyRef, WriteMessage, MESSAGE_VERSION};
-use worker::{Headers, Method, Request, RequestInit};
+use pipeline_core::protocol::{SyncReply, SyncRequest};
+use pipeline_core::time::rfc3339_ms;
+use serde_json::json;
+use worker::Request;
 
-use super::{read_small_body, stamp, validate};
+use super::{read_small_body, stage_body, stamp, validate};
 use crate::app::App;
-use crate::http::{internal, ApiResult};
-use crate::objects::protocol::SYNC_WRITE_HEADER;
+use crate::http::{self, discard_body, ApiResult};
+use crate::objects::stub::Exchange;
 
-/// Sends a synchronous write to the key's scheduler and relays its answer
-/// (`201`, `204`, `429` with rate-limit headers, or `409`).
+/// Makes a synchronous write and answers it: `201` (`204` for a DELETE),
+/// `429` with the rate-limit headers, `409` or `503`.
 ///
 /// # Errors
 /// Validation errors, `length_required` for a large body without length,
-/// `unavailable` when the scheduler cannot be reached.
+/// the refusals above, `unavailable` when the scheduler cannot be reached.
 pub async fn write(app: &App, mut req: Request, raw_key: &str, op: WriteOp) -> ApiResult {
     let incoming = validate(app, &req, raw_key, op)?;
-    // Small bodies are read first: a rejected write (429, 409) then leaves
-    // no half-read client stream behind. Large ones stream through.
-    let (buffered, size) = match (op, incoming.length) {
-        (WriteOp::Delete, _) => (None, 0),
-        (WriteOp::Put, Some(n)) if n > INLINE_BODY_MAX_BYTES => (None, n),
-        (WriteOp::Put, _) => {
+    let staged_size = match (op, incoming.length) {
+        (WriteOp::Put, Some(n)) if n > INLINE_BODY_MAX_BYTES => Some(n),
+        _ => None,
+    };
+    let (body, size) = match (op, staged_size) {
+        (WriteOp::Delete, _) => (BodyRef::Empty, 0),
+        (WriteOp::Put, Some(n)) => (BodyRef::Empty, n),
+        (WriteOp::Put, None) => {
             let bytes = read_small_body(&mut req, app.settings.max_upload_bytes).await?;
-            let n = bytes.len() as u64;
-            (Some(bytes), n)
+            (WriteMessage::inline(&bytes), bytes.len() as u64)
         }
     };
     let (id, accepted_ms) = stamp(app, &incoming.key, op, size)?;
-    let descriptor = WriteMessage {
+    let mut msg = WriteMessage {
         v: MESSAGE_VERSION,
         id,
-        key: incoming.key.clone(),
+        key: incoming.key,
         accepted_ms,
         op,
         size,
         meta: incoming.meta,
-        body: BodyRef::Empty,
+        body,
+        // A sync write is not deduplicated by its Idempotency-Key.
+        idempotency_key: None,
     };
-    let headers = Headers::new();
-    // Header values must be Latin-1; keys and metadata may not be.
-    let _ = headers.set(SYNC_WRITE_HEADER, &STANDARD.encode(descriptor.encode()));
-    let mut init = RequestInit::new();
-    init.with_method(Method::Put);
-    if op == WriteOp::Put && size > 0 {
-        let _ = headers.set("Content-Length", &size.to_string());
-        match buffered {
-            Some(bytes) => {
-                init.with_body(Some(js_sys::Uint8Array::from(bytes.as_slice()).into()));
-            }
-            None => {
-                init.with_body(req.inner().body().map(Into::into));
+    let stub = app.scheduler(&msg.key)?;
+    if staged_size.is_some() {
+        let probe = SyncRequest {
+            write: msg.clone(),
+            probe: true,
+        };
+        match stub.call(&probe).await {
+            Ok(SyncReply::Free) => {}
+            other => {
+                // Refused (or no answer): nothing is uploaded.
+                discard_body(&req).await;
+                return answer(&msg, other?);
             }
         }
+        msg.body = stage_body(app, &req).await?;
     }
-    init.with_headers(headers);
-    let forward = Request::new_with_init("https://do/sync", &init)
-        .map_err(|e| internal("sync request", e))?;
-    app.scheduler(&incoming.key)?
-        .fetch_with_request(forward)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("the key's scheduler is unreachable: {e}")))
+    let real = SyncRequest {
+        write: msg,
+        probe: false,
+    };
+    match stub.exchange(&real).await {
+        Exchange::Answered(Ok(reply)) => answer(&real.write, reply),
+        Exchange::Answered(Err(e)) => {
+            // The scheduler's handler ended without a reply: whatever it
+            // did, it no longer reads the staged body.
+            if let Some(k) = real.write.staged_key() {
+                if let Ok(bucket) = app.bucket() {
+                    let _ = bucket.delete(k).await;
+                }
+            }
+            Err(e)
+        }
+        // No answer: the scheduler may still be copying the staged body,
+        // so it is left alone.
+        Exchange::Unreachable(e) => Err(e),
+    }
+}
+
+/// The HTTP answer of a scheduler's reply.
+fn answer(msg: &WriteMessage, reply: SyncReply) -> ApiResult {
+    if let Some(slot) = reply.slot() {
+        return Err(ApiError::RateLimited(slot));
+    }
+    match reply {
+        SyncReply::Committed { etag, committed_ms } => match msg.op {
+            WriteOp::Delete => http::empty(204),
+            WriteOp::Put => http::json(
+                201,
+                &json!({
+                    "id": msg.id, "key": msg.key, "etag": etag, "size": msg.size,
+                    "committed_at": rfc3339_ms(committed_ms),
+                }),
+            ),
+        },
+        SyncReply::Stale { newer } => Err(ApiError::NewerWritePending(format!(
+            "the key's scheduler already holds a newer write ({newer}); this write would be older"
+        ))),
+        SyncReply::Failed { message } => Err(ApiError::Unavailable(format!(
+            "the R2 write failed: {message}"
+        ))),
+        SyncReply::Free | SyncReply::RateLimited { .. } => Err(ApiError::Internal(
+            "the scheduler answered a write as a probe".into(),
+        )),
+    }
 }

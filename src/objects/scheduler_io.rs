@@ -1,0 +1,226 @@
+//! The key scheduler's I/O beyond SQLite: `pipeline_core::engine`'s
+//! [`Blobs`] over R2, [`Clock`] over the runtime's clock, timers and the
+//! object's alarm, and [`StatsSink`] over the stats shards.
+//!
+//! Staged bodies are never read into Wasm memory: `open_staged` hands the
+//! R2 body stream to the put (docs/DEVELOPING.md, "R2 bodies without
+//! buffering").
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pipeline_core::engine::{BlobError, Blobs, Clock, HostError, PutBody, StatsSink, StoredHead};
+use pipeline_core::message::WriteMessage;
+use pipeline_core::protocol::bindings;
+use pipeline_core::r2_errors::classify;
+use pipeline_core::stats::{Push, Totals};
+use pipeline_core::time::rfc3339_ms;
+use worker::worker_sys::types::DurableObjectStorage;
+use worker::{Bucket, Data, Delay, Env, HttpMetadata, ResponseBody, SqlStorage, State, Storage};
+
+use super::stats_shard;
+
+/// Everything a key's scheduler does I/O with; the engine's host.
+pub struct SchedulerHost {
+    pub(super) env: Env,
+    pub(super) storage: Storage,
+    pub(super) sql: SqlStorage,
+    /// The storage as the runtime has it, for `transactionSync`.
+    pub(super) raw_storage: Option<DurableObjectStorage>,
+    /// This scheduler's stats source name.
+    source: String,
+}
+
+impl SchedulerHost {
+    pub fn new(state: &State, env: Env) -> Self {
+        let storage = state.storage();
+        Self {
+            sql: storage.sql(),
+            raw_storage: state.as_raw().storage().ok(),
+            storage,
+            source: format!("key:{}", state.id()),
+            env,
+        }
+    }
+
+    fn bucket(&self) -> Result<Bucket, BlobError> {
+        self.env
+            .bucket(bindings::BUCKET)
+            .map_err(|e| BlobError::Permanent(format!("BUCKET binding: {e}")))
+    }
+}
+
+/// An R2 failure, by what its text says.
+fn r2(e: worker::Error) -> BlobError {
+    classify(&e.to_string())
+}
+
+impl Blobs for SchedulerHost {
+    type Stream = Data;
+
+    async fn head(&self, key: &str) -> Result<Option<StoredHead>, BlobError> {
+        let obj = self.bucket()?.head(key).await.map_err(r2)?;
+        Ok(obj.map(|o| StoredHead {
+            upload_id: o
+                .custom_metadata()
+                .ok()
+                .and_then(|m| m.get("upload-id").cloned()),
+            etag: o.http_etag(),
+        }))
+    }
+
+    async fn open_staged(&self, staged_key: &str) -> Result<Option<Data>, BlobError> {
+        let Some(obj) = self.bucket()?.get(staged_key).execute().await.map_err(r2)? else {
+            return Ok(None);
+        };
+        let body = obj
+            .body()
+            .ok_or_else(|| BlobError::Transient("the staged object came without a body".into()))?;
+        Ok(Some(match body.response_body().map_err(r2)? {
+            ResponseBody::Stream(s) => Data::ReadableStream(s),
+            ResponseBody::Body(b) => Data::Bytes(b),
+            ResponseBody::Empty => Data::Empty,
+        }))
+    }
+
+    async fn put(
+        &self,
+        msg: &WriteMessage,
+        body: PutBody<Data>,
+        start_ms: i64,
+    ) -> Result<String, BlobError> {
+        #[cfg(feature = "test-routes")]
+        faults::take(&self.sql)?;
+        let data = match body {
+            PutBody::Empty => Data::Empty,
+            PutBody::Bytes(b) => Data::Bytes(b),
+            PutBody::Stream(d) => d,
+        };
+        let m = &msg.meta;
+        let http = HttpMetadata {
+            content_type: Some(m.content_type_or_default().to_string()),
+            content_language: m.content_language.clone(),
+            content_disposition: m.content_disposition.clone(),
+            content_encoding: m.content_encoding.clone(),
+            cache_control: m.cache_control.clone(),
+            cache_expiry: None,
+        };
+        let mut custom: HashMap<String, String> = m.custom.clone().into_iter().collect();
+        custom.insert("upload-id".into(), msg.id.clone());
+        custom.insert("accepted-at".into(), rfc3339_ms(msg.accepted_ms));
+        custom.insert("committed-at".into(), rfc3339_ms(start_ms));
+        self.bucket()?
+            .put(msg.key.clone(), data)
+            .http_metadata(http)
+            .custom_metadata(custom)
+            .execute()
+            .await
+            .map_err(r2)?
+            .map(|o| o.http_etag())
+            .ok_or_else(|| BlobError::Transient("the put returned no object".into()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        #[cfg(feature = "test-routes")]
+        faults::take(&self.sql)?;
+        self.bucket()?.delete(key).await.map_err(r2)
+    }
+
+    async fn delete_staged(&self, staged_key: &str) -> Result<(), BlobError> {
+        self.bucket()?.delete(staged_key).await.map_err(r2)
+    }
+}
+
+impl Clock for SchedulerHost {
+    fn now_ms(&self) -> i64 {
+        crate::http::now_ms()
+    }
+
+    async fn sleep(&self, ms: i64) {
+        Delay::from(Duration::from_millis(u64::try_from(ms).unwrap_or(0))).await;
+    }
+
+    async fn set_alarm(&self, at_ms: i64) -> Result<(), HostError> {
+        // An absolute time: an `i64` would be taken as an offset.
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at_ms)
+            .ok_or_else(|| HostError(format!("alarm time {at_ms} out of range")))?;
+        self.storage
+            .set_alarm(at)
+            .await
+            .map_err(|e| HostError(format!("set_alarm: {e}")))
+    }
+
+    async fn delete_alarm(&self) -> Result<(), HostError> {
+        self.storage
+            .delete_alarm()
+            .await
+            .map_err(|e| HostError(format!("delete_alarm: {e}")))
+    }
+
+    async fn get_alarm(&self) -> Result<Option<i64>, HostError> {
+        self.storage
+            .get_alarm()
+            .await
+            .map_err(|e| HostError(format!("get_alarm: {e}")))
+    }
+}
+
+impl StatsSink for SchedulerHost {
+    async fn push_stats(&self, version: i64, totals: Totals) -> Result<(), HostError> {
+        let push = Push {
+            source: self.source.clone(),
+            version,
+            totals,
+        };
+        stats_shard::push(&self.env, &push)
+            .await
+            .map_err(|e| HostError(e.to_string()))
+    }
+}
+
+/// Fault injection for the fault tests (`POST /_test/fail-writes/{key}`):
+/// the key's next `count` R2 writes (puts and deletes of the user's key)
+/// fail as a transient error would. Only in a `test-routes` build.
+#[cfg(feature = "test-routes")]
+pub mod faults {
+    use pipeline_core::engine::BlobError;
+    use pipeline_core::protocol::{Ack, Call};
+    use serde::{Deserialize, Serialize};
+    use worker::SqlStorage;
+
+    use crate::objects::sql::{get_doc, put_doc};
+
+    const LEFT: &str = "inject_failures";
+
+    /// Makes the scheduler's next `count` R2 writes fail.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct FailWrites {
+        pub count: i64,
+    }
+
+    impl Call for FailWrites {
+        const PATH: &'static str = "/_test/fail-writes";
+        type Reply = Ack;
+    }
+
+    /// Arms the failures.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn arm(sql: &SqlStorage, f: &FailWrites) -> Result<Ack, pipeline_core::error::ApiError> {
+        put_doc(sql, LEFT, &f.count)?;
+        Ok(Ack { ok: true })
+    }
+
+    /// Takes one armed failure, if any.
+    pub(crate) fn take(sql: &SqlStorage) -> Result<(), BlobError> {
+        let left: i64 = get_doc(sql, LEFT).ok().flatten().unwrap_or(0);
+        if left > 0 {
+            let _ = put_doc(sql, LEFT, &(left - 1));
+            return Err(BlobError::Transient(
+                "injected R2 failure (test route)".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,417 @@
+//! The key scheduler's storage: `pipeline_core::engine::Store` over the
+//! Durable Object's SQLite database.
+//!
+//! Tables: `kv` (the engine's `Meta` document under `meta`), `uploads` (one
+//! status row per id, indexed by its last change for pruning), `bodies`
+//! (held writes' messages), `garbage` (staged bodies to delete) and
+//! `idempotency` (indexed by creation for pruning). Every step's changes
+//! land in one `transactionSync`: all of them or none.
+
+use pipeline_core::engine::{IdemRecord, Meta, Op, Store, StoreError, UploadRecord, Via};
+use pipeline_core::id::WriteOp;
+use pipeline_core::message::WriteMessage;
+use pipeline_core::status::UploadState;
+use serde::Deserialize;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{SqlStorage, SqlStorageValue};
+
+use super::scheduler_io::SchedulerHost;
+use super::sql::{exec, first, get_doc, put_doc, rows};
+
+/// The `kv` entry of the engine's document.
+const META: &str = "meta";
+
+const SCHEMA: [&str; 8] = [
+    "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, accepted_ms INTEGER NOT NULL, \
+     size INTEGER NOT NULL, op TEXT NOT NULL, state TEXT NOT NULL, committed_ms INTEGER, etag TEXT, \
+     superseded_by TEXT, error_code TEXT, error_message TEXT, updated_ms INTEGER NOT NULL, \
+     via TEXT NOT NULL DEFAULT 'queue', staged_key TEXT)",
+    "CREATE INDEX IF NOT EXISTS uploads_by_update ON uploads (updated_ms)",
+    "CREATE TABLE IF NOT EXISTS bodies (id TEXT PRIMARY KEY, message TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS garbage (staged_key TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS idempotency (idem_key TEXT PRIMARY KEY, id TEXT NOT NULL, \
+     created_ms INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS idempotency_by_creation ON idempotency (created_ms)",
+    // Prune and the next prune time look at terminal rows only.
+    "CREATE INDEX IF NOT EXISTS uploads_terminal ON uploads (state, updated_ms)",
+];
+
+const TERMINAL: &str = "state IN ('committed','superseded','failed')";
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// Creates the tables, and brings over the state an earlier version of the
+/// scheduler kept (`uploads` without `via` and `staged_key`; the document as four `kv`
+/// entries `key`, `state`, `retry`, `stats` of the same shapes).
+///
+/// # Errors
+/// [`StoreError`] from SQLite.
+pub fn open(sql: &SqlStorage) -> Result<(), StoreError> {
+    for stmt in SCHEMA {
+        exec(sql, stmt, vec![]).map_err(err)?;
+    }
+    for (column, decl) in [
+        ("via", "TEXT NOT NULL DEFAULT 'queue'"),
+        ("staged_key", "TEXT"),
+    ] {
+        let probe = format!("SELECT {column} FROM uploads LIMIT 0");
+        if sql.exec(&probe, None).is_err() {
+            let add = format!("ALTER TABLE uploads ADD COLUMN {column} {decl}");
+            exec(sql, &add, vec![]).map_err(err)?;
+        }
+    }
+    if get_doc::<Meta>(sql, META).map_err(err)?.is_none() {
+        if let Some(state) = get_doc(sql, "state").map_err(err)? {
+            let meta = Meta {
+                key: get_doc(sql, "key").map_err(err)?,
+                state,
+                retry: get_doc(sql, "retry").map_err(err)?.unwrap_or_default(),
+                stats: get_doc(sql, "stats").map_err(err)?.unwrap_or_default(),
+            };
+            put_doc(sql, META, &meta).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// A row of `uploads` as SQLite returns it.
+#[derive(Deserialize)]
+struct UploadRow {
+    id: String,
+    accepted_ms: i64,
+    size: i64,
+    op: String,
+    via: String,
+    state: String,
+    committed_ms: Option<i64>,
+    etag: Option<String>,
+    superseded_by: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    updated_ms: i64,
+    staged_key: Option<String>,
+}
+
+impl UploadRow {
+    fn record(self) -> Result<UploadRecord, StoreError> {
+        let bad = |what: &str, v: &str| StoreError(format!("stored {what} `{v}` of {}", self.id));
+        Ok(UploadRecord {
+            op: WriteOp::parse(&self.op).ok_or_else(|| bad("op", &self.op))?,
+            via: match self.via.as_str() {
+                "sync" => Via::Sync,
+                "queue" => Via::Queue,
+                v => return Err(bad("via", v)),
+            },
+            state: UploadState::parse(&self.state).ok_or_else(|| bad("state", &self.state))?,
+            size: u64::try_from(self.size).map_err(|_| bad("size", &self.size.to_string()))?,
+            id: self.id,
+            accepted_ms: self.accepted_ms,
+            committed_ms: self.committed_ms,
+            etag: self.etag,
+            superseded_by: self.superseded_by,
+            error_code: self.error_code,
+            error_message: self.error_message,
+            updated_ms: self.updated_ms,
+            staged_key: self.staged_key,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct MessageRow {
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct IdemRow {
+    id: String,
+    created_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct GarbageRow {
+    staged_key: String,
+}
+
+#[derive(Deserialize)]
+struct MinRow {
+    t: Option<i64>,
+}
+
+fn via_str(via: Via) -> &'static str {
+    match via {
+        Via::Queue => "queue",
+        Via::Sync => "sync",
+    }
+}
+
+fn int(n: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// Runs one operation.
+fn run(sql: &SqlStorage, op: &Op) -> Result<(), StoreError> {
+    match op {
+        Op::PutMeta(m) => put_doc(sql, META, m),
+        Op::PutUpload(r) => exec(
+            sql,
+            "INSERT OR REPLACE INTO uploads (id, accepted_ms, size, op, via, state, committed_ms, \
+             etag, superseded_by, error_code, error_message, updated_ms, staged_key) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                r.id.as_str().into(),
+                r.accepted_ms.into(),
+                int(r.size),
+                r.op.as_str().into(),
+                via_str(r.via).into(),
+                r.state.as_str().into(),
+                r.committed_ms.into(),
+                r.etag.clone().into(),
+                r.superseded_by.clone().into(),
+                r.error_code.clone().into(),
+                r.error_message.clone().into(),
+                r.updated_ms.into(),
+                r.staged_key.clone().into(),
+            ],
+        ),
+        Op::PutBody(m) => exec(
+            sql,
+            "INSERT OR REPLACE INTO bodies (id, message) VALUES (?, ?)",
+            vec![m.id.as_str().into(), m.encode().into()],
+        ),
+        Op::DeleteBody(id) => exec(
+            sql,
+            "DELETE FROM bodies WHERE id = ?",
+            vec![id.as_str().into()],
+        ),
+        Op::AddGarbage(k) => exec(
+            sql,
+            "INSERT OR IGNORE INTO garbage (staged_key) VALUES (?)",
+            vec![k.as_str().into()],
+        ),
+        Op::RemoveGarbage(k) => exec(
+            sql,
+            "DELETE FROM garbage WHERE staged_key = ?",
+            vec![k.as_str().into()],
+        ),
+        Op::PutIdem(r) => exec(
+            sql,
+            "INSERT OR REPLACE INTO idempotency (idem_key, id, created_ms) VALUES (?, ?, ?)",
+            vec![
+                r.idem_key.as_str().into(),
+                r.id.as_str().into(),
+                r.created_ms.into(),
+            ],
+        ),
+        Op::Prune {
+            uploads_before,
+            idem_before,
+        } => exec(
+            sql,
+            &format!("DELETE FROM uploads WHERE {TERMINAL} AND updated_ms < ?"),
+            vec![(*uploads_before).into()],
+        )
+        .and_then(|()| {
+            exec(
+                sql,
+                "DELETE FROM idempotency WHERE created_ms < ?",
+                vec![(*idem_before).into()],
+            )
+        }),
+    }
+    .map_err(err)
+}
+
+impl SchedulerHost {
+    /// Runs `f` in one SQLite transaction (`storage.transactionSync`): when
+    /// it returns an error, everything it wrote is rolled back. worker 0.8.7
+    /// has no wrapper for it: the closure throws to roll back.
+    ///
+    /// # Errors
+    /// `f`'s error, or the runtime's.
+    pub fn atomically(
+        &self,
+        f: impl FnOnce(&SqlStorage) -> Result<(), StoreError> + 'static,
+    ) -> Result<(), StoreError> {
+        let raw = self
+            .raw_storage
+            .as_ref()
+            .ok_or_else(|| StoreError("no storage for transactions".into()))?;
+        let sql = self.sql.clone();
+        let body = Closure::once(move || -> Result<JsValue, JsValue> {
+            f(&sql)
+                .map(|()| JsValue::UNDEFINED)
+                .map_err(|e| js_sys::Error::new(&e.0).into())
+        });
+        let tx = js_sys::Reflect::get(raw, &JsValue::from_str("transactionSync"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+            .ok_or_else(|| StoreError("storage.transactionSync is missing".into()))?;
+        tx.call1(raw, body.as_ref().unchecked_ref())
+            .map(|_| ())
+            .map_err(|e| {
+                let text = e
+                    .dyn_ref::<js_sys::Error>()
+                    .map(|e| String::from(e.message()))
+                    .or_else(|| e.as_string())
+                    .unwrap_or_else(|| "transaction failed".into());
+                StoreError(format!("transaction rolled back: {text}"))
+            })
+    }
+}
+
+impl Store for SchedulerHost {
+    fn meta(&self) -> Result<Meta, StoreError> {
+        Ok(get_doc(&self.sql, META).map_err(err)?.unwrap_or_default())
+    }
+
+    fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
+        first::<UploadRow>(
+            &self.sql,
+            "SELECT id, accepted_ms, size, op, via, state, committed_ms, etag, superseded_by, \
+             error_code, error_message, updated_ms, staged_key FROM uploads WHERE id = ?",
+            vec![id.into()],
+        )
+        .map_err(err)?
+        .map(UploadRow::record)
+        .transpose()
+    }
+
+    fn body(&self, id: &str) -> Result<Option<WriteMessage>, StoreError> {
+        match first::<MessageRow>(
+            &self.sql,
+            "SELECT message FROM bodies WHERE id = ?",
+            vec![id.into()],
+        )
+        .map_err(err)?
+        {
+            None => Ok(None),
+            Some(r) => serde_json::from_str(&r.message)
+                .map(Some)
+                .map_err(|e| StoreError(format!("stored body of {id}: {e}"))),
+        }
+    }
+
+    fn idempotency(&self, idem_key: &str) -> Result<Option<IdemRecord>, StoreError> {
+        Ok(first::<IdemRow>(
+            &self.sql,
+            "SELECT id, created_ms FROM idempotency WHERE idem_key = ?",
+            vec![idem_key.into()],
+        )
+        .map_err(err)?
+        .map(|r| IdemRecord {
+            idem_key: idem_key.to_string(),
+            id: r.id,
+            created_ms: r.created_ms,
+        }))
+    }
+
+    fn garbage(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(rows::<GarbageRow>(
+            &self.sql,
+            "SELECT staged_key FROM garbage LIMIT ?",
+            vec![limit.into()],
+        )
+        .map_err(err)?
+        .into_iter()
+        .map(|r| r.staged_key)
+        .collect())
+    }
+
+    fn oldest_prunable(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
+        let min = |q: &str| {
+            first::<MinRow>(&self.sql, q, vec![])
+                .map(|r| r.and_then(|r| r.t))
+                .map_err(err)
+        };
+        Ok((
+            min(&format!(
+                "SELECT MIN(updated_ms) AS t FROM uploads WHERE {TERMINAL}"
+            ))?,
+            min("SELECT MIN(created_ms) AS t FROM idempotency")?,
+        ))
+    }
+
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.atomically(move |sql| ops.iter().try_for_each(|op| run(sql, op)))
+    }
+}
+
+/// A check that [`SchedulerHost::atomically`] (and so every
+/// [`Store::apply`]) is all or nothing on the runtime: two real operations,
+/// then, if asked, a statement that fails. Only in a `test-routes` build
+/// (`POST /_test/tx-probe/{key}`).
+#[cfg(feature = "test-routes")]
+pub mod probe {
+    use pipeline_core::engine::{IdemRecord, Op, Store};
+    use pipeline_core::error::ApiError;
+    use pipeline_core::protocol::Call;
+    use serde::{Deserialize, Serialize};
+
+    use super::{err, run};
+    use crate::objects::scheduler_io::SchedulerHost;
+    use crate::objects::sql::exec;
+
+    /// Runs the probe; `fail` adds the failing statement.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct TxProbe {
+        pub fail: bool,
+    }
+
+    /// What the transaction returned and which of its writes are stored.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct TxProbeReply {
+        pub error: Option<String>,
+        pub garbage_kept: bool,
+        pub idempotency_kept: bool,
+    }
+
+    impl Call for TxProbe {
+        const PATH: &'static str = "/_test/tx-probe";
+        type Reply = TxProbeReply;
+    }
+
+    /// Runs the probe and removes what it wrote.
+    ///
+    /// # Errors
+    /// Storage errors outside the probed transaction.
+    pub fn tx_probe(host: &SchedulerHost, p: &TxProbe) -> Result<TxProbeReply, ApiError> {
+        let marker = format!("_pipeline/staging/tx-probe-{}", crate::http::now_ms());
+        let ops = [
+            Op::AddGarbage(marker.clone()),
+            Op::PutIdem(IdemRecord {
+                idem_key: marker.clone(),
+                id: "tx-probe".into(),
+                created_ms: 0,
+            }),
+        ];
+        let fail = p.fail;
+        let error = host
+            .atomically(move |sql| {
+                ops.iter().try_for_each(|op| run(sql, op))?;
+                if fail {
+                    exec(sql, "INSERT INTO no_such_table (x) VALUES (1)", vec![]).map_err(err)?;
+                }
+                Ok(())
+            })
+            .err()
+            .map(|e| e.to_string());
+        let reply = TxProbeReply {
+            error,
+            garbage_kept: host.garbage(usize::MAX)?.contains(&marker),
+            idempotency_kept: host.idempotency(&marker)?.is_some(),
+        };
+        host.apply(vec![Op::RemoveGarbage(marker.clone())])?;
+        exec(
+            &host.sql,
+            "DELETE FROM idempotency WHERE idem_key = ?",
+            vec![marker.into()],
+        )?;
+        Ok(reply)
+    }
+}
