@@ -174,7 +174,8 @@ pub type TraceFn = Arc<dyn Fn(&str) + Send + Sync>;
 /// use std::time::Duration;
 /// use pipeline_client::{Client, RetryPolicy};
 ///
-/// let client = Client::builder("https://pipeline.example.workers.dev")
+/// let url = std::env::var("R2P_URL").unwrap_or_else(|_| "http://127.0.0.1:8787".into());
+/// let client = Client::builder(&url)
 ///     .token(std::env::var("R2P_TOKEN").ok().as_deref())
 ///     .connect_timeout(Duration::from_secs(3))
 ///     .read_timeout(Duration::from_secs(45))
@@ -616,8 +617,9 @@ impl Client {
     ///
     /// ```no_run
     /// # let client = pipeline_client::Client::new("http://127.0.0.1:8787", None);
-    /// let resp = client.raw("OPTIONS", "/objects/a.txt", &[("Origin", "https://example.com")], None)?;
-    /// assert_eq!(resp.status, 204);
+    /// let resp = client.raw("PATCH", "/objects/a.txt", &[], Some(b"x"))?;
+    /// assert_eq!(resp.status, 405);
+    /// assert_eq!(resp.error_code().as_deref(), Some("method_not_allowed"));
     /// # Ok::<(), pipeline_client::ClientError>(())
     /// ```
     ///
@@ -1496,6 +1498,112 @@ mod tests {
             Client::counter_path("a/b", "/increment"),
             "/counters/a%2Fb/increment"
         );
+    }
+
+    /// A one-thread HTTP server on loopback answering each connection with
+    /// the next of `answers` (then closing it); returns its URL and the
+    /// request lines it saw, in order, once `answers` are used up.
+    fn scripted_server(
+        answers: Vec<&'static str>,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for answer in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                seen.push(line.trim_end().to_owned());
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim_end().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0u8; len];
+                reader.read_exact(&mut body).unwrap();
+                let mut stream = stream;
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+            seen
+        });
+        (url, handle)
+    }
+
+    const RATE_LIMITED: &str = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nX-RateLimit-Reset-After-Ms: 30\r\nContent-Type: application/json\r\nContent-Length: 47\r\nConnection: close\r\n\r\n{\"error\":{\"code\":\"rate_limited\",\"message\":\"x\"}}";
+    const UNAVAILABLE: &str =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndown";
+    const ACCEPTED: &str = "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 90\r\nConnection: close\r\n\r\n{\"id\":\"i\",\"key\":\"k\",\"state\":\"queued\",\"accepted_at\":\"t\",\"size\":3,\"status_url\":\"/uploads/i\"}";
+
+    fn fast_retries() -> RetryPolicy {
+        RetryPolicy::default()
+            .max_retries(3)
+            .initial_backoff(Duration::from_millis(10))
+    }
+
+    #[test]
+    fn a_keyed_async_put_is_retried_after_429_and_503_and_resends_the_body() {
+        let (url, server) = scripted_server(vec![RATE_LIMITED, UNAVAILABLE, ACCEPTED]);
+        let c = Client::builder(&url).retry(fast_retries()).build();
+        let mut opened = 0;
+        let a = c
+            .put_object_stream("k", 3, &PutOptions::default().idempotency_key("ik"), || {
+                opened += 1;
+                Ok(std::io::Cursor::new(b"abc"))
+            })
+            .unwrap();
+        assert_eq!(a.id, "i");
+        assert_eq!(opened, 3, "the body is opened once per attempt");
+        assert_eq!(server.join().unwrap(), vec!["PUT /objects/k HTTP/1.1"; 3]);
+    }
+
+    #[test]
+    fn an_async_put_without_idempotency_key_is_not_retried() {
+        let (url, server) = scripted_server(vec![UNAVAILABLE]);
+        let c = Client::builder(&url).retry(fast_retries()).build();
+        let e = c
+            .put_object("k", b"abc", &PutOptions::default())
+            .unwrap_err();
+        assert_eq!(e.status(), Some(503));
+        assert_eq!(server.join().unwrap().len(), 1);
+
+        // Unless the caller says so.
+        let (url, server) = scripted_server(vec![UNAVAILABLE, ACCEPTED]);
+        let c = Client::builder(&url)
+            .retry(fast_retries().retry_non_idempotent(true))
+            .build();
+        assert!(c.put_object("k", b"abc", &PutOptions::default()).is_ok());
+        assert_eq!(server.join().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn client_new_never_retries_and_retries_stop_at_the_limit() {
+        let (url, server) = scripted_server(vec![RATE_LIMITED]);
+        let e = Client::new(&url, None).stats().unwrap_err();
+        assert_eq!(e.code(), Some("rate_limited"));
+        assert_eq!(server.join().unwrap(), vec!["GET /stats HTTP/1.1"]);
+
+        let (url, server) = scripted_server(vec![UNAVAILABLE; 3]);
+        let c = Client::builder(&url)
+            .retry(fast_retries().max_retries(2))
+            .build();
+        assert_eq!(c.stats().unwrap_err().status(), Some(503));
+        assert_eq!(server.join().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn long_polls_fit_in_the_request_time_limit() {
+        assert_eq!(poll_cap(Duration::from_secs(60)), MAX_WAIT_SECONDS);
+        assert_eq!(poll_cap(Duration::from_secs(12)), 7);
+        assert_eq!(poll_cap(Duration::from_secs(3)), 0);
     }
 
     #[test]

@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn urls_need_http_or_https_and_a_host() {
         assert!(parse_url("http://127.0.0.1:8787").is_ok());
-        assert!(parse_url("https://p.example.workers.dev/").is_ok());
+        assert!(parse_url("https://pipeline.local/").is_ok());
         for bad in ["", "ftp://x", "127.0.0.1:8787", "http://", "https:///a"] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
