@@ -9,6 +9,7 @@
 use serde::Deserialize;
 
 use crate::headers::Headers;
+use crate::types::UploadStatus;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +42,16 @@ pub enum ClientError {
     /// No HTTP answer: connection refused, reset, timed out, bad URL.
     #[error("transport error: {0}")]
     Transport(String),
-    /// [`crate::Client::wait_terminal`] ran out of time.
+    /// A request body could not be read (e.g. the file to upload cannot be
+    /// opened); nothing was sent.
+    #[error("request body: {0}")]
+    Body(String),
+    /// [`crate::Client::wait_committed`]: the write reached a terminal state
+    /// other than `committed` (`superseded` or `failed`); the final status
+    /// is attached.
+    #[error("{}", not_committed_message(.0))]
+    NotCommitted(Box<UploadStatus>),
+    /// [`crate::Client::wait_terminal`] (or another wait) ran out of time.
     #[error("upload {id} still {last_state} after {waited_ms} ms")]
     NotTerminal {
         /// The upload id.
@@ -59,7 +69,10 @@ impl ClientError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Api { status, .. } | Self::Unexpected { status, .. } => Some(*status),
-            Self::Transport(_) | Self::NotTerminal { .. } => None,
+            Self::Transport(_)
+            | Self::Body(_)
+            | Self::NotCommitted(_)
+            | Self::NotTerminal { .. } => None,
         }
     }
 
@@ -77,9 +90,23 @@ impl ClientError {
     pub fn headers(&self) -> Option<&Headers> {
         match self {
             Self::Api { headers, .. } | Self::Unexpected { headers, .. } => Some(headers),
-            Self::Transport(_) | Self::NotTerminal { .. } => None,
+            Self::Transport(_)
+            | Self::Body(_)
+            | Self::NotCommitted(_)
+            | Self::NotTerminal { .. } => None,
         }
     }
+}
+
+fn not_committed_message(status: &UploadStatus) -> String {
+    let mut text = format!("upload {} ended {}", status.id, status.state.as_str());
+    if let Some(by) = &status.superseded_by {
+        text.push_str(&format!(" (superseded by {by})"));
+    }
+    if let Some(err) = &status.error {
+        text.push_str(&format!(": {}: {}", err.code, err.message));
+    }
+    text
 }
 
 #[derive(Deserialize)]

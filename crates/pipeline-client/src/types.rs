@@ -4,12 +4,12 @@
 //! as sent, so tests can check their format as well as their value.
 //! Unknown fields are ignored (the API may add to its bodies).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::headers::Headers;
 
 /// `202 Accepted` for an asynchronous PUT or DELETE.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Accepted {
     /// Opaque upload id.
     pub id: String,
@@ -24,13 +24,17 @@ pub struct Accepted {
     /// `/uploads/<id>`.
     pub status_url: String,
     /// The `Location` header of the answer.
-    #[serde(skip)]
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
 }
 
 /// `201 Created` for `PUT ?mode=sync`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct SyncCommitted {
+    /// The write's upload id (an extension of the contract; pollable at
+    /// `/uploads/{id}`), when the Worker sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// The object key.
     pub key: String,
     /// The stored object's ETag.
@@ -42,7 +46,7 @@ pub struct SyncCommitted {
 }
 
 /// The state of an upload.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UploadState {
     /// Accepted, not yet taken by the scheduler.
@@ -82,7 +86,7 @@ impl UploadState {
 }
 
 /// `{"code", "message"}` as found in error bodies and failed statuses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ErrorBody {
     /// snake_case code.
     pub code: String,
@@ -91,7 +95,7 @@ pub struct ErrorBody {
 }
 
 /// `GET /uploads/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct UploadStatus {
     /// The upload id.
     pub id: String,
@@ -104,24 +108,24 @@ pub struct UploadStatus {
     /// Body size in bytes.
     pub size: u64,
     /// `scheduled`: the earliest write time, when known.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<String>,
     /// `committed`: when its R2 write started.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub committed_at: Option<String>,
     /// `committed` PUT: the stored ETag.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     /// `superseded`: the id of the newer write.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
     /// `failed`: why.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
 }
 
 /// `{"name", "value"}` of a counter.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Counter {
     /// The counter name.
     pub name: String,
@@ -131,7 +135,7 @@ pub struct Counter {
 
 /// `GET /stats`. Signed, so a broken balance shows as a negative number
 /// instead of a decode error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Stats {
     /// Writes given an id.
     pub accepted: i64,
@@ -150,7 +154,7 @@ pub struct Stats {
 }
 
 /// One object of a listing.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ListedObject {
     /// The key.
     pub key: String,
@@ -166,7 +170,7 @@ pub struct ListedObject {
 }
 
 /// `GET /objects?...`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ListPage {
     /// Objects on this page.
     pub objects: Vec<ListedObject>,
