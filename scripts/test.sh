@@ -30,10 +30,13 @@ step "clippy (wasm32, production and test-routes builds)"
 cargo clippy --target "$WASM_TARGET" -p r2-hotkey-pipeline -- -D warnings
 cargo clippy --target "$WASM_TARGET" -p r2-hotkey-pipeline --features test-routes -- -D warnings
 step "clippy (native crates)"
-cargo clippy -p pipeline-core -p pipeline-client -p e2e -p pipeline-bench -p pipeline-sim --all-targets -- -D warnings
+cargo clippy -p pipeline-core -p pipeline-client -p e2e -p pipeline-bench -p pipeline-sim -p r2p --all-targets -- -D warnings
 
 step "native unit and property tests"
-cargo test -p pipeline-core -p pipeline-client -p pipeline-bench
+cargo test -p pipeline-core -p pipeline-client -p pipeline-bench -p r2p
+
+step "client library docs (no missing docs)"
+RUSTDOCFLAGS="-D warnings" cargo doc -q -p pipeline-client --no-deps
 
 step "deterministic simulation: planted bugs found, then ${SIM_SEEDS:-5000} seeds"
 # SIM_SECONDS=3600 turns the seed run into an hour-long soak.
