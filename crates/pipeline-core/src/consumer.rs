@@ -34,22 +34,34 @@ pub struct BatchPlan {
 }
 
 /// Plans a batch: decodes every message (by index), groups by key, newest
-/// wins. One call per distinct key.
+/// wins. One call per distinct key, plus one per write that carries an
+/// `Idempotency-Key`.
+///
+/// A write with an `Idempotency-Key` is never coalesced with others: only
+/// its scheduler knows whether it is a repeat that is dropped, and a
+/// dropped repeat must not supersede the older writes of its batch (nor
+/// take their bodies' place). It gets a call of its own (its duplicate
+/// deliveries folded into it); the scheduler orders it against the others.
 pub fn plan_batch(bodies: &[Option<String>]) -> BatchPlan {
     let mut plan = BatchPlan::default();
     let mut decoded = Vec::new();
+    let mut idempotent = Vec::new();
     for (i, body) in bodies.iter().enumerate() {
         match body.as_deref().map(WriteMessage::decode) {
+            Some(Ok(m)) if m.idempotency_key.is_some() => idempotent.push((i, m)),
             Some(Ok(m)) => decoded.push((i, m)),
             Some(Err(e)) => plan.poison.push((i, e.to_string())),
             None => plan.poison.push((i, "message body is not text".into())),
         }
     }
-    for g in group_by_key(
-        decoded,
-        |d| d.1.key.as_str(),
-        |d| WriteRef::new(d.1.accepted_ms, d.1.id.clone()),
-    ) {
+    let order = |d: &(usize, WriteMessage)| WriteRef::new(d.1.accepted_ms, d.1.id.clone());
+    let groups = group_by_key(decoded, |d| d.1.key.as_str(), order)
+        .into_iter()
+        .chain(group_by_key(idempotent, |d| d.1.id.as_str(), order));
+    for mut g in groups {
+        // Idempotent groups are keyed by id; every group's call goes to
+        // the object key's scheduler.
+        g.key = g.newest.1.key.clone();
         let mut messages = vec![g.newest.0];
         messages.extend(g.older.iter().map(|d| d.0));
         messages.extend(g.duplicates.iter().map(|d| d.0));
@@ -175,5 +187,53 @@ mod tests {
         assert_eq!(plan.calls[0].request.newest.id, "b");
         assert_eq!(plan.calls[0].request.older[0].id, "a");
         assert_eq!(plan.calls[0].messages, [2, 0]);
+    }
+
+    #[test]
+    fn writes_with_an_idempotency_key_get_calls_of_their_own() {
+        let m = |id: &str, ms: i64, idem: Option<&str>| {
+            WriteMessage {
+                v: crate::message::MESSAGE_VERSION,
+                id: id.into(),
+                key: "k".into(),
+                accepted_ms: ms,
+                op: crate::id::WriteOp::Put,
+                size: 0,
+                meta: Default::default(),
+                body: crate::message::BodyRef::Empty,
+                idempotency_key: idem.map(str::to_string),
+            }
+            .encode()
+        };
+        // `a` holds the key, `c` is a repeat of it (newest of the batch),
+        // `b` has none; `a` is delivered twice.
+        let plan = plan_batch(&[
+            Some(m("a", 1, Some("order-1"))),
+            Some(m("b", 2, None)),
+            Some(m("c", 3, Some("order-1"))),
+            Some(m("a", 1, Some("order-1"))),
+        ]);
+        let mut calls: Vec<(String, String, Vec<String>, Vec<usize>)> = plan
+            .calls
+            .iter()
+            .map(|c| {
+                let older = c.request.older.iter().map(|o| o.id.clone()).collect();
+                (
+                    c.key.clone(),
+                    c.request.newest.id.clone(),
+                    older,
+                    c.messages.clone(),
+                )
+            })
+            .collect();
+        calls.sort();
+        assert_eq!(
+            calls,
+            [
+                ("k".into(), "a".into(), vec![], vec![0, 3]),
+                ("k".into(), "b".into(), vec![], vec![1]),
+                ("k".into(), "c".into(), vec![], vec![2]),
+            ]
+        );
     }
 }
