@@ -6,15 +6,17 @@
 //! - A message that does not decode is forwarded to the dead letter queue
 //!   (and logged) and acked, so it never blocks its batch or loops.
 //! - One scheduler call per distinct key per batch, made concurrently,
-//!   carrying the newest write whole and naming the older ones.
+//!   carrying the newest write whole and naming the older ones; a write
+//!   with an `Idempotency-Key` gets a call of its own (only its scheduler
+//!   knows whether it is a repeat).
 //! - Each message is acked or retried explicitly; a call that fails retries
 //!   its messages after as long as they are already old (2 s up to 12 h),
 //!   so with `max_retries = 16` a scheduler outage of about 18 h is ridden
 //!   out. The handler never returns `Err` (that would reset the Wasm
 //!   instance, see docs/DEVELOPING.md).
 //!
-//! Subrequests per invocation: one per distinct key in the batch (plus one
-//! per undecodable message). With `max_batch_size = 100` that is at most
+//! Subrequests per invocation: one per distinct key in the batch, plus one
+//! per write with an `Idempotency-Key` and per undecodable message. With `max_batch_size = 100` that is at most
 //! 100; on the Free plan (50) set `max_batch_size` to 40 or less.
 //!
 //! [`dead_letter`] handles the dead letter queue.

@@ -22,7 +22,7 @@ use worker::Request;
 
 use super::{read_small_body, stage_body, stamp, validate};
 use crate::app::App;
-use crate::http::{self, discard_body, ApiResult};
+use crate::http::{self, ApiResult};
 use crate::objects::stub::Exchange;
 
 /// Makes a synchronous write and answers it: `201` (`204` for a DELETE),
@@ -66,11 +66,11 @@ pub async fn write(app: &App, mut req: Request, raw_key: &str, op: WriteOp) -> A
         };
         match stub.call(&probe).await {
             Ok(SyncReply::Free) => {}
-            other => {
-                // Refused (or no answer): nothing is uploaded.
-                discard_body(&req).await;
-                return answer(&msg, other?);
-            }
+            // Refused (or no answer): nothing is uploaded. The unread body
+            // is left to the runtime, as for a `413`: cancelling it stops
+            // the local proxy from reading the client's upload, which then
+            // never sees the answer.
+            other => return answer(&msg, other?),
         }
         msg.body = stage_body(app, &req).await?;
     }
