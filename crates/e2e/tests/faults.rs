@@ -1100,3 +1100,51 @@ fn poison_messages_go_to_the_dead_letter_queue_and_spare_their_batch() {
         tally.writes,
     );
 }
+
+/// Every step of a key's scheduler lands in one SQLite transaction
+/// (`transactionSync`): the test route writes two rows the way a step does,
+/// then, if asked, runs a statement that fails; the rows must be kept
+/// without the failure and gone with it.
+#[test]
+fn a_failing_storage_step_rolls_back_its_earlier_writes() {
+    let c = e2e::shared().client();
+    let key = unique_key("tx-probe");
+    let probe = |fail: bool| -> serde_json::Value {
+        let r = c
+            .raw(
+                "POST",
+                &format!("/_test/tx-probe/{}", pipeline_client::encode_key(&key)),
+                &[("Content-Type", "application/json")],
+                Some(format!("{{\"fail\": {fail}}}").as_bytes()),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "tx-probe: {}", r.text());
+        r.json().unwrap()
+    };
+    let ok = probe(false);
+    assert_eq!(ok["error"], serde_json::Value::Null, "{ok}");
+    assert_eq!(
+        (
+            ok["garbage_kept"].as_bool(),
+            ok["idempotency_kept"].as_bool()
+        ),
+        (Some(true), Some(true)),
+        "{ok}"
+    );
+    let failed = probe(true);
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no_such_table")),
+        "{failed}"
+    );
+    assert_eq!(
+        (
+            failed["garbage_kept"].as_bool(),
+            failed["idempotency_kept"].as_bool()
+        ),
+        (Some(false), Some(false)),
+        "the writes before the failing statement were kept: {failed}"
+    );
+    println!("FIGURES tx-probe: committed {ok}; rolled back {failed}");
+}

@@ -4,9 +4,15 @@
 //! Not covered: `409 newer_write_pending` needs a clock skew between Worker
 //! instances, which one local runtime cannot produce.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
 
-use e2e::{bare_etag, expect_api_error, ms, now_ms, shared, unique_key, COMMIT_TIMEOUT};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{json_lines, log_offset, log_since, staged, INLINE_MAX};
+use e2e::{
+    bare_etag, expect_api_error, ms, now_ms, pseudo_random_bytes, shared, start, unique_key,
+    WorkerOptions, COMMIT_TIMEOUT,
+};
 use pipeline_client::{
     Client, ClientError, GetOptions, Headers, PutOptions, SyncCommitted, UploadState,
 };
@@ -312,4 +318,97 @@ fn sync_writes_keep_metadata_and_count_as_accepted() {
         after.accepted > before.accepted && after.committed > before.committed,
         "{before:?} -> {after:?}"
     );
+}
+
+/// The staged keys the Worker logged (`producer.staged`) in `log`.
+fn staged_in(log: &str) -> Vec<String> {
+    json_lines(log, "producer.staged")
+        .iter()
+        .filter_map(|l| l["staged_key"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A body over the inline limit goes to R2 in two steps: the scheduler is
+/// asked first whether the slot is free (a refused write uploads nothing),
+/// then the body is staged and the scheduler copies it inside R2 and
+/// deletes the staged copy. Runs on its own worker, whose log shows every
+/// staged body.
+#[test]
+fn large_sync_bodies_are_staged_only_when_the_slot_is_free_and_removed_after() {
+    let w = start(WorkerOptions::new("sync-large").log_level("log"));
+    let c = w.client();
+    let key = unique_key("sync-large");
+    let first = pseudo_random_bytes(INLINE_MAX * 3 + 17, 1);
+
+    let offset = log_offset(&w);
+    let done = c
+        .put_object_sync(
+            &key,
+            &first,
+            &PutOptions::content_type("application/x-test"),
+        )
+        .expect("a large sync PUT to a fresh key");
+    assert_eq!(done.size, first.len() as u64);
+    let mut last_start = ms(&done.committed_at);
+    let obj = c.get_object(&key, &GetOptions::default()).unwrap();
+    assert!(
+        obj.body == first,
+        "the stored bytes differ from the sync body"
+    );
+    assert_eq!(obj.content_type(), Some("application/x-test"));
+    let id = obj
+        .meta("upload-id")
+        .expect("upload-id metadata")
+        .to_owned();
+    let mut staged_keys = staged_in(&log_since(&w, offset));
+    assert_eq!(staged_keys.len(), 1, "one staged body per large sync PUT");
+
+    // Right after the commit the slot is taken: 429, and nothing is staged.
+    // (A machine slow enough to miss the second gets another try.)
+    let mut refused = 0;
+    for seed in 2..6 {
+        let body = pseudo_random_bytes(INLINE_MAX * 2, seed);
+        let before = log_offset(&w);
+        let sent = now_ms();
+        match c.put_object_sync(&key, &body, &PutOptions::default()) {
+            Ok(again) => {
+                last_start = ms(&again.committed_at);
+                staged_keys.extend(staged_in(&log_since(&w, before)));
+            }
+            Err(e) => {
+                let h = expect_api_error(Err::<(), _>(e), 429, "rate_limited");
+                check_429(&h, last_start, sent);
+                let log = log_since(&w, before);
+                assert!(
+                    staged_in(&log).is_empty(),
+                    "a refused sync PUT staged its body: {log}"
+                );
+                refused += 1;
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, 1, "no large sync PUT was refused within the slot");
+    let stored = c.get_object(&key, &GetOptions::default()).unwrap();
+    assert_eq!(stored.meta("committed-at").map(ms), Some(last_start));
+
+    // Every staged body of a committed sync write is removed by its
+    // scheduler shortly after.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = staged(&c)
+            .into_iter()
+            .filter(|k| staged_keys.contains(k))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "staged bodies of committed sync writes left: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = c.upload_status(&id, None).unwrap();
+    assert_eq!(st.state, UploadState::Committed, "{st:?}");
 }

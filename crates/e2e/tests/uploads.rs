@@ -380,6 +380,47 @@ fn idempotent_repeat_returns_the_first_id_and_creates_no_version() {
 }
 
 #[test]
+fn concurrent_idempotent_repeats_get_one_id_and_make_one_version() {
+    let c = client();
+    let key = unique_key("idem-race");
+    let opts = PutOptions::default().idempotency_key(&format!("race:{key}"));
+    let barrier = std::sync::Barrier::new(4);
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|i| {
+                let (c, opts, key, barrier) = (c.clone(), &opts, &key, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let body = format!("attempt {i}").into_bytes();
+                    (c.put_object(key, &body, opts).unwrap(), body)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let id = answers[0].0.id.clone();
+    for (a, _) in &answers {
+        assert_eq!(a.id, id, "repeats answered with different ids");
+    }
+    let st = c.wait_terminal(&id, COMMIT_TIMEOUT).unwrap();
+    assert_eq!(st.state, UploadState::Committed, "{st:?}");
+    // Long enough for any second version to be written (one slot later).
+    std::thread::sleep(Duration::from_millis(2500));
+    let obj = c.get_object(&key, &GetOptions::default()).unwrap();
+    assert_eq!(obj.meta("upload-id"), Some(id.as_str()));
+    assert_eq!(
+        obj.meta("committed-at").map(ms),
+        st.committed_at.as_deref().map(ms),
+        "a second version was written"
+    );
+    assert!(
+        answers.iter().any(|(_, b)| *b == obj.body),
+        "the stored bytes are none of the attempts'"
+    );
+    assert_eq!(c.upload_status(&id, None).unwrap(), st);
+}
+
+#[test]
 fn bad_idempotency_key_is_400_invalid_header() {
     let c = client();
     let key = unique_key("idem-bad");
