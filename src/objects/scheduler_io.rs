@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pipeline_core::engine::{BlobError, Blobs, Clock, HostError, PutBody, StatsSink, StoredHead};
+use pipeline_core::engine::{
+    BlobError, Blobs, Clock, HostError, PutBody, StatsSink, Store, StoredHead, Via,
+};
 use pipeline_core::message::WriteMessage;
 use pipeline_core::protocol::bindings;
 use pipeline_core::r2_errors::classify;
@@ -47,6 +49,27 @@ impl SchedulerHost {
         self.env
             .bucket(bindings::BUCKET)
             .map_err(|e| BlobError::Permanent(format!("BUCKET binding: {e}")))
+    }
+
+    /// Logs a failed R2 write of a queued write with its attempt number
+    /// (a failed sync write is answered to its client instead).
+    fn log_failure<T>(&self, id: &str, result: Result<T, BlobError>) -> Result<T, BlobError> {
+        if let Err(e) = &result {
+            let queued = matches!(self.upload(id), Ok(Some(r)) if r.via == Via::Queue);
+            if queued {
+                let retry = self.meta().map(|m| m.retry).unwrap_or_default();
+                let attempt = if retry.id == id {
+                    retry.attempts + 1
+                } else {
+                    1
+                };
+                crate::http::log(serde_json::json!({
+                    "level": "warn", "at": "scheduler.commit", "id": id,
+                    "attempt": attempt, "error": e.to_string(),
+                }));
+            }
+        }
+        result
     }
 }
 
@@ -89,6 +112,35 @@ impl Blobs for SchedulerHost {
         body: PutBody<Data>,
         start_ms: i64,
     ) -> Result<String, BlobError> {
+        let result = self.put_now(msg, body, start_ms).await;
+        self.log_failure(&msg.id, result)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        #[cfg(feature = "test-routes")]
+        let result = faults::take(&self.sql);
+        #[cfg(not(feature = "test-routes"))]
+        let result = Ok(());
+        let result = match result {
+            Ok(()) => self.bucket()?.delete(key).await.map_err(r2),
+            Err(e) => Err(e),
+        };
+        let writing = self.meta().ok().and_then(|m| m.state.in_flight);
+        self.log_failure(writing.as_ref().map_or("", |w| w.id.as_str()), result)
+    }
+
+    async fn delete_staged(&self, staged_key: &str) -> Result<(), BlobError> {
+        self.bucket()?.delete(staged_key).await.map_err(r2)
+    }
+}
+
+impl SchedulerHost {
+    async fn put_now(
+        &self,
+        msg: &WriteMessage,
+        body: PutBody<Data>,
+        start_ms: i64,
+    ) -> Result<String, BlobError> {
         #[cfg(feature = "test-routes")]
         faults::take(&self.sql)?;
         let data = match body {
@@ -118,16 +170,6 @@ impl Blobs for SchedulerHost {
             .map_err(r2)?
             .map(|o| o.http_etag())
             .ok_or_else(|| BlobError::Transient("the put returned no object".into()))
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), BlobError> {
-        #[cfg(feature = "test-routes")]
-        faults::take(&self.sql)?;
-        self.bucket()?.delete(key).await.map_err(r2)
-    }
-
-    async fn delete_staged(&self, staged_key: &str) -> Result<(), BlobError> {
-        self.bucket()?.delete(staged_key).await.map_err(r2)
     }
 }
 
