@@ -1,5 +1,5 @@
 //! Small helpers over Durable Object SQLite storage: reading rows without
-//! `one()` (which hangs on zero rows, see TOOLCHAIN.md) and a key-value
+//! `one()` (which hangs on zero rows, see docs/DEVELOPING.md) and a key-value
 //! table for JSON documents.
 
 use pipeline_core::error::ApiError;
