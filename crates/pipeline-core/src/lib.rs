@@ -18,5 +18,6 @@ pub mod meta;
 pub mod range;
 pub mod ratelimit;
 pub mod schedule;
+pub mod stats_push;
 pub mod status;
 pub mod time;
