@@ -126,7 +126,7 @@ async fn fail_writes(app: &App, req: &mut Request, raw_key: &str) -> ApiResult {
     let body: serde_json::Value = req
         .json()
         .await
-        .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+        .map_err(|_| ApiError::InvalidBody("body is not JSON".into()))?;
     let stub = app.scheduler(&key)?;
     let r: serde_json::Value = call(&stub, Method::Post, "/_test/fail-writes", Some(&body)).await?;
     http::json(200, &r)
@@ -136,7 +136,7 @@ async fn enqueue_raw(app: &App, req: &mut Request) -> ApiResult {
     let text = req
         .text()
         .await
-        .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+        .map_err(|_| ApiError::InvalidBody("body is not text".into()))?;
     app.queue()?
         .send_raw(
             RawMessageBuilder::new(JsValue::from_str(&text))

@@ -45,11 +45,15 @@ pub fn empty(status: u16) -> ApiResult {
         .with_status(status))
 }
 
-/// Sets a header, mapping the runtime's error.
+/// Sets a header, mapping the runtime's error. Its message is logged, not
+/// answered: it may quote the value (stored metadata a client sent).
 pub fn set(headers: &Headers, name: &str, value: &str) -> ApiResult<()> {
-    headers
-        .set(name, value)
-        .map_err(|e| internal("setting a header", e))
+    headers.set(name, value).map_err(|e| {
+        log(serde_json::json!({
+            "level": "error", "event": "header_not_set", "header": name, "error": e.to_string(),
+        }));
+        ApiError::Internal("a response header could not be set".into())
+    })
 }
 
 /// The contract's error response, with the headers each error needs.

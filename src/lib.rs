@@ -168,7 +168,7 @@ async fn route(app: &App, ctx: &Context, req: Request) -> ApiResult {
                 (Some("increment"), Method::Post) => CounterOp::Increment,
                 (Some("decrement"), Method::Post) => CounterOp::Decrement,
                 (Some("increment" | "decrement"), _) => return Err(method_not_allowed("POST")),
-                (Some(_), _) => return Err(ApiError::NotFound(format!("no route for {path}"))),
+                (Some(_), _) => return Err(no_route()),
             };
             if changes_state {
                 app.require_token(&req)?;
@@ -177,6 +177,11 @@ async fn route(app: &App, ctx: &Context, req: Request) -> ApiResult {
             }
             counters::serve(app, req, name, op).await
         }
-        _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+        _ => Err(no_route()),
     }
+}
+
+/// The contract's `404 not_found`; the path is not quoted back.
+fn no_route() -> ApiError {
+    ApiError::NotFound("no route for this path".into())
 }

@@ -41,10 +41,10 @@ pub async fn get(app: &App, req: &Request, raw_key: &str, head_only: bool) -> Ap
             latest = match v.as_ref() {
                 "latest" => true,
                 "stored" | "eventual" => false,
-                other => {
-                    return Err(ApiError::InvalidParameter(format!(
-                        "unknown consistency `{other}`; use `latest`"
-                    )))
+                _ => {
+                    return Err(ApiError::InvalidParameter(
+                        "unknown value for `consistency`; use `latest` or `stored`".into(),
+                    ))
                 }
             };
         }
@@ -120,7 +120,7 @@ async fn serve_stored_once(
     head_only: bool,
 ) -> ApiResult<Option<Response>> {
     let bucket = app.bucket()?;
-    let not_found = || ApiError::ObjectNotFound(format!("no object at key `{key}`"));
+    let not_found = || ApiError::ObjectNotFound("no object at this key".into());
     let head = bucket
         .head(key)
         .await
@@ -227,10 +227,9 @@ async fn serve_pending(
     head_only: bool,
 ) -> ApiResult {
     if w.op == WriteOp::Delete {
-        let mut resp = http::error_response(&ApiError::ObjectNotFound(format!(
-            "the newest accepted write to `{}` deletes it",
-            w.key
-        )));
+        let mut resp = http::error_response(&ApiError::ObjectNotFound(
+            "the newest accepted write to this key deletes it".into(),
+        ));
         let _ = resp.headers_mut().set("X-Pipeline-State", STATE_SCHEDULED);
         return Ok(resp);
     }
@@ -311,7 +310,12 @@ pub async fn list(app: &App, req: &Request) -> ApiResult {
     let page = builder
         .execute()
         .await
-        .map_err(|e| ApiError::InvalidParameter(format!("listing failed: {e}")))?;
+        // R2's message is not passed on: it may quote the cursor or prefix.
+        .map_err(|_| {
+            ApiError::InvalidParameter(
+                "the listing failed; `cursor` must come from an earlier listing".into(),
+            )
+        })?;
     let objects: Vec<serde_json::Value> = page
         .objects()
         .into_iter()

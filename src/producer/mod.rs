@@ -55,15 +55,15 @@ pub fn parse_mode(req: &Request) -> Result<Mode, ApiError> {
         match (k.as_ref(), v.as_ref()) {
             ("mode", "async") => mode = Mode::Async,
             ("mode", "sync") => mode = Mode::Sync,
-            ("mode", other) => {
-                return Err(ApiError::InvalidParameter(format!(
-                    "unknown mode `{other}`; use `async` or `sync`"
-                )))
+            ("mode", _) => {
+                return Err(ApiError::InvalidParameter(
+                    "unknown value for `mode`; use `async` or `sync`".into(),
+                ))
             }
-            (other, _) => {
-                return Err(ApiError::InvalidParameter(format!(
-                    "unknown query parameter `{other}`"
-                )))
+            _ => {
+                return Err(ApiError::InvalidParameter(
+                    "unknown query parameter; writes take only `mode`".into(),
+                ))
             }
         }
     }
@@ -116,7 +116,7 @@ pub fn validate(
     if let Some(n) = length {
         if n > app.settings.max_upload_bytes {
             return Err(ApiError::PayloadTooLarge(format!(
-                "body of {n} bytes is over the limit of {} bytes",
+                "the body is over the limit of {} bytes",
                 app.settings.max_upload_bytes
             )));
         }

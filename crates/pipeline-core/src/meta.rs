@@ -86,8 +86,8 @@ impl ObjectMeta {
     ///
     /// # Errors
     ///
-    /// [`ApiError::InvalidHeader`], naming the header, when an `X-Meta-` name
-    /// is empty, not a token or reserved ([`RESERVED_CUSTOM_KEYS`]); when a
+    /// [`ApiError::InvalidHeader`] when an `X-Meta-` name is empty, not a
+    /// token or reserved ([`RESERVED_CUSTOM_KEYS`]); when a
     /// value holds control characters; when an HTTP metadata value is over
     /// 1024 bytes; or when the custom metadata (names plus values) is over
     /// [`MAX_CUSTOM_METADATA_BYTES`] − [`PIPELINE_METADATA_RESERVE`] bytes.
@@ -99,19 +99,20 @@ impl ObjectMeta {
             if let Some(custom) = strip_prefix_ignore_case(name, CUSTOM_PREFIX) {
                 let custom = custom.to_ascii_lowercase();
                 if custom.is_empty() || !custom.bytes().all(is_name_byte) {
-                    return Err(ApiError::InvalidHeader(format!(
-                        "header '{name}': a custom metadata name must be a non-empty HTTP token"
-                    )));
+                    return Err(ApiError::InvalidHeader(
+                        "an X-Meta-* header's name must be X-Meta- followed by a non-empty HTTP token"
+                            .into(),
+                    ));
                 }
-                if RESERVED_CUSTOM_KEYS.contains(&custom.as_str()) {
+                if let Some(reserved) = RESERVED_CUSTOM_KEYS.iter().find(|r| **r == custom) {
                     return Err(ApiError::InvalidHeader(format!(
-                        "header '{name}': metadata '{custom}' is reserved for the pipeline"
+                        "X-Meta-{reserved}: the custom metadata `{reserved}` is reserved for the pipeline"
                     )));
                 }
                 if !is_header_value(value) {
-                    return Err(ApiError::InvalidHeader(format!(
-                        "header '{name}' holds control characters"
-                    )));
+                    return Err(ApiError::InvalidHeader(
+                        "an X-Meta-* header's value holds control characters".into(),
+                    ));
                 }
                 meta.custom
                     .entry(custom)
@@ -122,7 +123,7 @@ impl ObjectMeta {
                     .or_insert_with(|| value.to_owned());
                 continue;
             }
-            let Some(slot) = meta.http_slot(name) else {
+            let Some((header, slot)) = meta.http_slot(name) else {
                 continue;
             };
             if value.is_empty() {
@@ -130,7 +131,7 @@ impl ObjectMeta {
             }
             if !is_header_value(value) {
                 return Err(ApiError::InvalidHeader(format!(
-                    "header '{name}' holds control characters"
+                    "{header} holds control characters"
                 )));
             }
             join(slot, value);
@@ -138,7 +139,7 @@ impl ObjectMeta {
         for (header, value) in meta.http_fields() {
             if value.is_some_and(|v| v.len() > MAX_HTTP_VALUE_BYTES) {
                 return Err(ApiError::InvalidHeader(format!(
-                    "header '{header}' is longer than {MAX_HTTP_VALUE_BYTES} bytes"
+                    "{header} is longer than {MAX_HTTP_VALUE_BYTES} bytes"
                 )));
             }
         }
@@ -146,7 +147,7 @@ impl ObjectMeta {
         let limit = MAX_CUSTOM_METADATA_BYTES - PIPELINE_METADATA_RESERVE;
         if custom_bytes > limit {
             return Err(ApiError::InvalidHeader(format!(
-                "X-Meta-* headers hold {custom_bytes} bytes of names and values, more than the {limit} allowed"
+                "the X-Meta-* headers hold more than the {limit} bytes of names and values allowed"
             )));
         }
         Ok(meta)
@@ -194,19 +195,20 @@ impl ObjectMeta {
         ]
     }
 
-    /// The field that keeps the HTTP header `name`, if it is one kept.
-    fn http_slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+    /// The canonical name of the HTTP header `name` and the field that keeps
+    /// it, if it is one kept.
+    fn http_slot(&mut self, name: &str) -> Option<(&'static str, &mut Option<String>)> {
         let is = |canonical: &str| name.eq_ignore_ascii_case(canonical);
         if is("content-type") {
-            Some(&mut self.content_type)
+            Some(("Content-Type", &mut self.content_type))
         } else if is("content-encoding") {
-            Some(&mut self.content_encoding)
+            Some(("Content-Encoding", &mut self.content_encoding))
         } else if is("content-language") {
-            Some(&mut self.content_language)
+            Some(("Content-Language", &mut self.content_language))
         } else if is("content-disposition") {
-            Some(&mut self.content_disposition)
+            Some(("Content-Disposition", &mut self.content_disposition))
         } else if is("cache-control") {
-            Some(&mut self.cache_control)
+            Some(("Cache-Control", &mut self.cache_control))
         } else {
             None
         }
@@ -406,6 +408,52 @@ mod tests {
         }
     }
 
+    /// A value a client might paste by mistake; no refusal may quote it.
+    const SECRET: &str = "sk-live-7f3a9c1e5d";
+
+    #[track_caller]
+    fn assert_quotes_nothing(headers: &[(String, String)]) {
+        let refused =
+            ObjectMeta::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let Err(e) = refused else {
+            panic!("{headers:?} was accepted");
+        };
+        assert!(
+            !e.to_string().to_ascii_lowercase().contains(SECRET),
+            "{e} quotes the request"
+        );
+    }
+
+    #[test]
+    fn refusals_quote_no_header_name_or_value_the_client_chose() {
+        let long = format!("{SECRET}{}", "v".repeat(MAX_CUSTOM_METADATA_BYTES));
+        let long_http = format!("{SECRET}{}", "v".repeat(MAX_HTTP_VALUE_BYTES));
+        let cases = [
+            // Control characters in a value, under a name the client chose.
+            vec![(format!("X-Meta-{SECRET}"), format!("{SECRET}\n"))],
+            vec![(format!("x-meta-{}", SECRET.to_uppercase()), "\u{1}".into())],
+            // A name that is not a token.
+            vec![(format!("X-Meta-{SECRET} x"), SECRET.into())],
+            vec![(format!("X-Meta-{SECRET}/é"), SECRET.into())],
+            // Too much custom metadata.
+            vec![(format!("X-Meta-{SECRET}"), long)],
+            // A reserved name next to a chosen one.
+            vec![
+                (format!("X-Meta-{SECRET}"), SECRET.into()),
+                ("X-Meta-Upload-Id".into(), SECRET.into()),
+            ],
+            // HTTP metadata: control characters, too long.
+            vec![("content-type".into(), format!("{SECRET}\r"))],
+            vec![("Cache-Control".into(), long_http)],
+        ];
+        for headers in &cases {
+            assert_quotes_nothing(headers);
+        }
+        let idem = format!("{SECRET} with a space");
+        let e = validate_idempotency_key(&idem).map(|()| "accepted".to_owned());
+        assert!(e.is_err_and(|e| !e.to_string().contains(SECRET)));
+    }
+
     fn http_value() -> impl Strategy<Value = Option<String>> {
         proptest::option::of("[ -~]{1,40}")
     }
@@ -450,6 +498,25 @@ mod tests {
         fn json_round_trip(meta in any_meta()) {
             let json = serde_json::to_string(&meta).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(serde_json::from_str::<ObjectMeta>(&json).ok(), Some(meta));
+        }
+
+        #[test]
+        fn refusals_never_quote_the_headers(
+            names in proptest::collection::vec("[xX]-[mM][eE][tT][aA]-[a-z0-9 /.-]{0,6}|Content-Type|cache-control|[a-z-]{1,8}", 1..6),
+            values in proptest::collection::vec("[ -~\t\n\x01\x7f]{0,20}", 1..6),
+            big in any::<bool>(),
+        ) {
+            let mut headers: Vec<(String, String)> = names
+                .iter()
+                .zip(values.iter().cycle())
+                .map(|(n, v)| (format!("{n}{SECRET}"), format!("{v}{SECRET}{v}")))
+                .collect();
+            if big {
+                headers.push((format!("X-Meta-{SECRET}"), SECRET.repeat(600)));
+            }
+            if let Err(e) = ObjectMeta::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+                prop_assert!(!e.to_string().to_ascii_lowercase().contains(SECRET), "{}", e);
+            }
         }
 
         #[test]
