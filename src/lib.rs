@@ -50,12 +50,11 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         Ok(app) => route(&app, &ctx, req).await,
         Err(e) => Err(e),
     };
-    let (mut resp, code) = match result {
+    let (resp, code) = match result {
         Ok(r) => (r, None),
         Err(e) => (http::error_response(&e), Some(e.code())),
     };
-    http::add_cors(&mut resp, &allowed, origin.as_deref());
-    let _ = resp.headers_mut().set("X-Request-Id", &request_id);
+    let resp = http::finish(resp, &allowed, origin.as_deref(), &request_id);
     log(json!({
         "level": if resp.status_code() >= 500 { "error" } else { "info" },
         "request_id": request_id, "method": method.to_string(), "path": path,

@@ -57,13 +57,13 @@ pub async fn get(app: &App, req: &Request, raw_key: &str, head_only: bool) -> Ap
         }
     }
     // With `latest`, even a 404 says which state it reflects.
-    let mut resp = match serve_stored(app, req, &key, head_only).await {
+    let resp = match serve_stored(app, req, &key, head_only).await {
         Ok(r) => r,
         Err(e) if latest => http::error_response(&e),
         Err(e) => return Err(e),
     };
     if latest {
-        let _ = resp.headers_mut().set("X-Pipeline-State", STATE_COMMITTED);
+        http::set_or_log(resp.headers(), "X-Pipeline-State", STATE_COMMITTED);
     }
     Ok(resp)
 }
@@ -179,12 +179,10 @@ async fn serve_stored_once(
             )
         }
         RangeDecision::Unsatisfiable => {
-            let mut resp = http::error_response(&ApiError::RangeNotSatisfiable(format!(
+            let resp = http::error_response(&ApiError::RangeNotSatisfiable(format!(
                 "the range is outside the object's {size} bytes"
             )));
-            let _ = resp
-                .headers_mut()
-                .set("Content-Range", &format!("bytes */{size}"));
+            http::set_or_log(resp.headers(), "Content-Range", &format!("bytes */{size}"));
             return Ok(Some(resp));
         }
     };
@@ -227,10 +225,10 @@ async fn serve_pending(
     head_only: bool,
 ) -> ApiResult {
     if w.op == WriteOp::Delete {
-        let mut resp = http::error_response(&ApiError::ObjectNotFound(
+        let resp = http::error_response(&ApiError::ObjectNotFound(
             "the newest accepted write to this key deletes it".into(),
         ));
-        let _ = resp.headers_mut().set("X-Pipeline-State", STATE_SCHEDULED);
+        http::set_or_log(resp.headers(), "X-Pipeline-State", STATE_SCHEDULED);
         return Ok(resp);
     }
     let headers = header_map(&w.meta)?;
