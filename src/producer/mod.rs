@@ -93,7 +93,7 @@ pub fn validate(
     let key = decode_key(raw_key)?;
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let meta = if op == WriteOp::Put {
-        ObjectMeta::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))?
+        ObjectMeta::from_headers(&key, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))?
     } else {
         ObjectMeta::default()
     };
