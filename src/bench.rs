@@ -133,7 +133,7 @@ async fn fail_writes(app: &App, req: &mut Request, raw_key: &str) -> ApiResult {
     let body: serde_json::Value = req
         .json()
         .await
-        .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+        .map_err(|_| ApiError::InvalidBody("body is not JSON".into()))?;
     let count = body["count"].as_i64().unwrap_or(0);
     app.scheduler(&key)?.call(&FailWrites { count }).await?;
     http::json(200, &json!({"ok": true, "count": count}))
@@ -144,7 +144,7 @@ async fn tx_probe(app: &App, req: &mut Request, raw_key: &str) -> ApiResult {
     let body: serde_json::Value = req
         .json()
         .await
-        .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+        .map_err(|_| ApiError::InvalidBody("body is not JSON".into()))?;
     let fail = body["fail"].as_bool().unwrap_or(false);
     let r = app.scheduler(&key)?.call(&TxProbe { fail }).await?;
     http::json(
@@ -157,7 +157,7 @@ async fn enqueue_raw(app: &App, req: &mut Request) -> ApiResult {
     let text = req
         .text()
         .await
-        .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+        .map_err(|_| ApiError::InvalidBody("body is not text".into()))?;
     app.queue()?
         .send_raw(
             RawMessageBuilder::new(JsValue::from_str(&text))

@@ -45,11 +45,13 @@ pub fn empty(status: u16) -> ApiResult {
         .with_status(status))
 }
 
-/// Sets a header, mapping the runtime's error.
+/// Sets a header, mapping the runtime's error. Its message is logged, not
+/// answered: it may quote the value (stored metadata a client sent).
 pub fn set(headers: &Headers, name: &str, value: &str) -> ApiResult<()> {
-    headers
-        .set(name, value)
-        .map_err(|e| internal("setting a header", e))
+    headers.set(name, value).map_err(|e| {
+        header_failed(name, &e);
+        ApiError::Internal("a response header could not be set".into())
+    })
 }
 
 /// The contract's error response, with the headers the error carries
@@ -61,14 +63,14 @@ pub fn error_response(err: &ApiError) -> Response {
             .with_status(err.status())
     };
     let body = serde_json::to_vec(&err.body()).unwrap_or_default();
-    let mut resp = match Response::from_bytes(body) {
+    let resp = match Response::from_bytes(body) {
         Ok(r) => r.with_status(err.status()),
         Err(_) => fallback(),
     };
-    let h = resp.headers_mut();
-    let _ = h.set("Content-Type", "application/json; charset=utf-8");
+    let h = resp.headers();
+    set_or_log(h, "Content-Type", "application/json; charset=utf-8");
     for (name, value) in err.headers() {
-        let _ = h.set(name, &value);
+        set_or_log(h, name, &value);
     }
     resp
 }
@@ -80,16 +82,64 @@ pub fn method_not_allowed(allow: &str) -> ApiError {
     }
 }
 
-/// Adds the CORS headers every response carries.
-pub fn add_cors(resp: &mut Response, origins: &AllowedOrigins, origin: Option<&str>) {
-    let h = resp.headers_mut();
+/// Gives `resp`, whichever handler or Durable Object produced it, what
+/// every answer carries: `X-Request-Id` and the CORS headers.
+///
+/// An answer relayed from a Durable Object (a sync write's `201`, `204`,
+/// `409` or `429`) has immutable headers; such an answer is first rebuilt
+/// around the same body stream and status with a copy of its headers
+/// ([`with_own_headers`]). A header that still cannot be set is logged.
+pub fn finish(
+    resp: Response,
+    origins: &AllowedOrigins,
+    origin: Option<&str>,
+    request_id: &str,
+) -> Response {
+    let resp = if resp.headers().set("X-Request-Id", request_id).is_ok() {
+        resp
+    } else {
+        let resp = with_own_headers(resp);
+        set_or_log(resp.headers(), "X-Request-Id", request_id);
+        resp
+    };
+    let h = resp.headers();
     if let Some(allow) = origins.allow_origin(origin) {
-        let _ = h.set("Access-Control-Allow-Origin", &allow);
+        set_or_log(h, "Access-Control-Allow-Origin", &allow);
         if allow != "*" {
-            let _ = h.append("Vary", "Origin");
+            if let Err(e) = h.append("Vary", "Origin") {
+                header_failed("Vary", &e);
+            }
         }
     }
-    let _ = h.set("Access-Control-Expose-Headers", EXPOSE_HEADERS);
+    set_or_log(h, "Access-Control-Expose-Headers", EXPOSE_HEADERS);
+    resp
+}
+
+/// `resp` with headers of its own: the same status, body (the stream is
+/// passed on, never read) and headers, the headers copied into a new,
+/// mutable `Headers`.
+fn with_own_headers(resp: Response) -> Response {
+    let copy = Headers::new();
+    for (name, value) in resp.headers().entries() {
+        if let Err(e) = copy.append(&name, &value) {
+            header_failed(&name, &e);
+        }
+    }
+    resp.with_headers(copy)
+}
+
+/// Sets a header on an answer that goes out anyway; a failure is logged.
+pub fn set_or_log(headers: &Headers, name: &str, value: &str) {
+    if let Err(e) = headers.set(name, value) {
+        header_failed(name, &e);
+    }
+}
+
+/// Logs a header the runtime refused to set.
+fn header_failed(name: &str, err: &worker::Error) {
+    log(serde_json::json!({
+        "level": "error", "event": "header_not_set", "header": name, "error": err.to_string(),
+    }));
 }
 
 /// The `204` answer to a CORS preflight.

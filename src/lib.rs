@@ -50,12 +50,11 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         Ok(app) => route(&app, &ctx, req).await,
         Err(e) => Err(e),
     };
-    let (mut resp, code) = match result {
+    let (resp, code) = match result {
         Ok(r) => (r, None),
         Err(e) => (http::error_response(&e), Some(e.code())),
     };
-    http::add_cors(&mut resp, &allowed, origin.as_deref());
-    let _ = resp.headers_mut().set("X-Request-Id", &request_id);
+    let resp = http::finish(resp, &allowed, origin.as_deref(), &request_id);
     log(json!({
         "level": if resp.status_code() >= 500 { "error" } else { "info" },
         "request_id": request_id, "method": method.to_string(), "path": path,
@@ -168,7 +167,7 @@ async fn route(app: &App, ctx: &Context, req: Request) -> ApiResult {
                 (Some("increment"), Method::Post) => CounterOp::Increment,
                 (Some("decrement"), Method::Post) => CounterOp::Decrement,
                 (Some("increment" | "decrement"), _) => return Err(method_not_allowed("POST")),
-                (Some(_), _) => return Err(ApiError::NotFound(format!("no route for {path}"))),
+                (Some(_), _) => return Err(no_route()),
             };
             if changes_state {
                 app.require_token(&req)?;
@@ -177,6 +176,11 @@ async fn route(app: &App, ctx: &Context, req: Request) -> ApiResult {
             }
             counters::serve(app, req, name, op).await
         }
-        _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+        _ => Err(no_route()),
     }
+}
+
+/// The contract's `404 not_found`; the path is not quoted back.
+fn no_route() -> ApiError {
+    ApiError::NotFound("no route for this path".into())
 }

@@ -39,10 +39,10 @@ pub async fn get(app: &App, req: &Request, raw_key: &str, head_only: bool) -> Ap
             latest = match v.as_ref() {
                 "latest" => true,
                 "stored" | "eventual" => false,
-                other => {
-                    return Err(ApiError::InvalidParameter(format!(
-                        "unknown consistency `{other}`; use `latest`"
-                    )))
+                _ => {
+                    return Err(ApiError::InvalidParameter(
+                        "unknown value for `consistency`; use `latest` or `stored`".into(),
+                    ))
                 }
             };
         }
@@ -54,13 +54,13 @@ pub async fn get(app: &App, req: &Request, raw_key: &str, head_only: bool) -> Ap
         }
     }
     // With `latest`, even a 404 says which state it reflects.
-    let mut resp = match serve_stored(app, req, &key, head_only).await {
+    let resp = match serve_stored(app, req, &key, head_only).await {
         Ok(r) => r,
         Err(e) if latest => http::error_response(&e),
         Err(e) => return Err(e),
     };
     if latest {
-        let _ = resp.headers_mut().set("X-Pipeline-State", STATE_COMMITTED);
+        http::set_or_log(resp.headers(), "X-Pipeline-State", STATE_COMMITTED);
     }
     Ok(resp)
 }
@@ -117,7 +117,7 @@ async fn serve_stored_once(
     head_only: bool,
 ) -> ApiResult<Option<Response>> {
     let bucket = app.bucket()?;
-    let not_found = || ApiError::ObjectNotFound(format!("no object at key `{key}`"));
+    let not_found = || ApiError::ObjectNotFound("no object at this key".into());
     let head = bucket
         .head(key)
         .await
@@ -216,11 +216,10 @@ async fn serve_pending(
     head_only: bool,
 ) -> ApiResult {
     if w.op == WriteOp::Delete {
-        let mut resp = http::error_response(&ApiError::ObjectNotFound(format!(
-            "the newest accepted write to `{}` deletes it",
-            w.key
-        )));
-        let _ = resp.headers_mut().set("X-Pipeline-State", STATE_SCHEDULED);
+        let resp = http::error_response(&ApiError::ObjectNotFound(
+            "the newest accepted write to this key deletes it".into(),
+        ));
+        http::set_or_log(resp.headers(), "X-Pipeline-State", STATE_SCHEDULED);
         return Ok(resp);
     }
     let headers = header_map(&w.meta)?;
@@ -300,7 +299,12 @@ pub async fn list(app: &App, req: &Request) -> ApiResult {
     let page = builder
         .execute()
         .await
-        .map_err(|e| ApiError::InvalidParameter(format!("listing failed: {e}")))?;
+        // R2's message is not passed on: it may quote the cursor or prefix.
+        .map_err(|_| {
+            ApiError::InvalidParameter(
+                "the listing failed; `cursor` must come from an earlier listing".into(),
+            )
+        })?;
     let objects: Vec<serde_json::Value> = page
         .objects()
         .into_iter()

@@ -31,10 +31,10 @@ pub fn parse_wait(req: &Request) -> Result<u32, ApiError> {
                         ApiError::InvalidParameter("wait must be an integer from 0 to 30".into())
                     })?;
             }
-            other => {
-                return Err(ApiError::InvalidParameter(format!(
-                    "unknown query parameter `{other}`"
-                )))
+            _ => {
+                return Err(ApiError::InvalidParameter(
+                    "unknown query parameter; this route takes only `wait`".into(),
+                ))
             }
         }
     }

@@ -57,15 +57,15 @@ pub fn parse_mode(req: &Request) -> Result<Mode, ApiError> {
         match (k.as_ref(), v.as_ref()) {
             ("mode", "async") => mode = Mode::Async,
             ("mode", "sync") => mode = Mode::Sync,
-            ("mode", other) => {
-                return Err(ApiError::InvalidParameter(format!(
-                    "unknown mode `{other}`; use `async` or `sync`"
-                )))
+            ("mode", _) => {
+                return Err(ApiError::InvalidParameter(
+                    "unknown value for `mode`; use `async` or `sync`".into(),
+                ))
             }
-            (other, _) => {
-                return Err(ApiError::InvalidParameter(format!(
-                    "unknown query parameter `{other}`"
-                )))
+            _ => {
+                return Err(ApiError::InvalidParameter(
+                    "unknown query parameter; writes take only `mode`".into(),
+                ))
             }
         }
     }
@@ -95,7 +95,7 @@ pub fn validate(
     let key = decode_key(raw_key)?;
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let meta = if op == WriteOp::Put {
-        ObjectMeta::from_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))?
+        ObjectMeta::from_headers(&key, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))?
     } else {
         ObjectMeta::default()
     };
@@ -118,7 +118,7 @@ pub fn validate(
     if let Some(n) = length {
         if n > app.settings.max_upload_bytes {
             return Err(ApiError::PayloadTooLarge(format!(
-                "body of {n} bytes is over the limit of {} bytes",
+                "the body is over the limit of {} bytes",
                 app.settings.max_upload_bytes
             )));
         }

@@ -10,25 +10,27 @@
 //! flushes its own isolate's count first, so a client that reads its stats
 //! after its uploads sees them; other isolates' counts land within the
 //! interval.
+//!
+//! The loop records a heartbeat each time it runs rather than a "running"
+//! flag it would clear at its end: the runtime may cancel a `wait_until`
+//! future, and a request that finds a stale heartbeat starts a new loop
+//! (the decisions are [`PushLoop`]'s).
 
 use std::cell::RefCell;
 use std::time::Duration;
 
+use pipeline_core::stats_push::{PushLoop, PUSH_INTERVAL_MS};
 use worker::{Context, Delay, Env};
 
-use crate::http::{hex, random_bytes};
+use crate::http::{hex, now_ms, random_bytes};
 use crate::objects::stats_shard::{self, Push, Totals};
-
-/// Pause between two pushes of one isolate. Longer: fewer shard calls under
-/// load; shorter: other isolates' `accepted` shows sooner in `/stats`.
-const PUSH_INTERVAL_MS: u64 = 200;
 
 #[derive(Default)]
 struct SourceState {
     name: String,
     accepted: i64,
     pushed: i64,
-    looping: bool,
+    pusher: PushLoop,
 }
 
 thread_local! {
@@ -46,17 +48,24 @@ pub fn record_accepted(env: &Env, ctx: &Context) {
             );
         }
         s.accepted += 1;
-        !std::mem::replace(&mut s.looping, true)
+        s.pusher.on_count(now_ms())
     });
-    if !start {
+    let Some(generation) = start else {
         return;
-    }
+    };
     let env = env.clone();
     ctx.wait_until(async move {
-        while push_once(&env).await {
-            Delay::from(Duration::from_millis(PUSH_INTERVAL_MS)).await;
+        loop {
+            // A newer loop took over (this one was slow): stop.
+            if !SOURCE.with(|s| s.borrow_mut().pusher.beat(generation, now_ms())) {
+                return;
+            }
+            if !push_once(&env).await {
+                break;
+            }
+            Delay::from(Duration::from_millis(PUSH_INTERVAL_MS.unsigned_abs())).await;
         }
-        SOURCE.with(|s| s.borrow_mut().looping = false);
+        SOURCE.with(|s| s.borrow_mut().pusher.end(generation));
     });
 }
 

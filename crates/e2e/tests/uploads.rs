@@ -655,3 +655,67 @@ fn accepted_at_and_committed_at_are_rfc3339_ms() {
     assert!(com >= acc);
     assert_eq!(st.accepted_at, a.accepted_at);
 }
+
+/// The pipeline stores `upload-id` (whose length grows with the key's),
+/// `accepted-at` and `committed-at` next to the client's `X-Meta-*`, within
+/// R2's 8192 bytes of custom metadata. With a long key, metadata that
+/// would fit only next to a short key's id is refused up front, in both
+/// modes, instead of being accepted and failing at every commit.
+#[test]
+fn metadata_that_cannot_fit_next_to_a_long_keys_id_is_400_in_both_modes() {
+    let c = client();
+    let prefix = format!("{}/", unique_key("long-meta"));
+    let key = format!("{prefix}{}", "k".repeat(1000 - prefix.len()));
+    assert_eq!(key.len(), 1000);
+    // 7000 bytes of names and values: within 8192 minus a fixed 256-byte
+    // reserve, beyond what a 1000-byte key's id (1395 characters) leaves.
+    let value = "v".repeat(7000 - "note".len());
+    let opts = PutOptions::default().header("X-Meta-note", &value);
+    expect_api_error(c.put_object(&key, b"body", &opts), 400, "invalid_header");
+    expect_api_error(
+        c.put_object_sync(&key, b"body", &opts),
+        400,
+        "invalid_header",
+    );
+    // Split over several headers, the sum counts.
+    let quarter = "q".repeat(1750 - 2);
+    let split = (0..4).fold(PutOptions::default(), |o, i| {
+        o.header(&format!("X-Meta-q{i}"), &quarter)
+    });
+    expect_api_error(c.put_object(&key, b"body", &split), 400, "invalid_header");
+    expect_api_error(
+        c.put_object_sync(&key, b"body", &split),
+        400,
+        "invalid_header",
+    );
+
+    // Nothing was stored, held or listed.
+    std::thread::sleep(Duration::from_secs(2));
+    expect_api_error(
+        c.get_object(&key, &GetOptions::default()),
+        404,
+        "object_not_found",
+    );
+    let latest = GetOptions {
+        consistency_latest: true,
+        ..GetOptions::default()
+    };
+    expect_api_error(c.get_object(&key, &latest), 404, "object_not_found");
+    let page = c
+        .list_objects(&pipeline_client::ListOptions {
+            prefix: Some(prefix.clone()),
+            ..pipeline_client::ListOptions::default()
+        })
+        .unwrap();
+    assert!(page.objects.is_empty(), "listed: {:?}", page.objects);
+
+    // The key itself is fine: with little metadata the write commits, and
+    // carries the pipeline's own entries.
+    let small = PutOptions::default().header("X-Meta-note", "short");
+    let (a, _) = put_committed(&c, &key, b"body", &small);
+    let obj = c.get_object(&key, &GetOptions::default()).unwrap();
+    assert_eq!(obj.body, b"body");
+    assert_eq!(obj.meta("note"), Some("short"));
+    assert_eq!(obj.meta("upload-id"), Some(a.id.as_str()));
+    assert!(a.id.len() > 1300, "id of {} characters", a.id.len());
+}

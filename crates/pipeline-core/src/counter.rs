@@ -19,8 +19,14 @@ pub fn parse_by(body: &[u8]) -> Result<i64, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(1);
     }
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::InvalidBody(format!("body is not JSON: {e}")))?;
+    // The parser's message is not passed on: it may quote the body.
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::InvalidBody(format!(
+            "body is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
     let obj = value.as_object().ok_or_else(|| {
         ApiError::InvalidBody("body must be a JSON object like {\"by\": 1}".into())
     })?;
@@ -107,6 +113,21 @@ mod fuzz {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn refusals_never_quote_the_body(before in "[ -~]{0,8}", after in "[ -~]{0,8}") {
+            const SECRET: &str = "sk-live-7f3a9c1e5d";
+            for body in [
+                format!("{before}{SECRET}{after}"),
+                format!("{{\"by\": \"{before}{SECRET}{after}\"}}"),
+                format!("{{\"{SECRET}\": 1, \"by\": {before}{SECRET}}}"),
+                format!("[\"{SECRET}\"]"),
+            ] {
+                if let Err(e) = parse_by(body.as_bytes()) {
+                    prop_assert!(!e.to_string().contains(SECRET), "{}", e);
+                }
+            }
+        }
 
         #[test]
         fn parsing_arbitrary_bytes_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200)) {

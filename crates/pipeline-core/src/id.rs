@@ -18,6 +18,8 @@ use thiserror::Error;
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
 const HEADER_LEN: usize = 8 + 8 + 1;
+/// The Poly1305 authentication tag appended by the cipher.
+const TAG_LEN: usize = 16;
 /// Longest id string accepted for opening; anything longer is not ours.
 pub const MAX_ID_CHARS: usize = 2048;
 
@@ -53,6 +55,16 @@ pub struct Claims {
     pub accepted_ms: i64,
     pub size: u64,
     pub op: WriteOp,
+}
+
+/// The length, in characters (ASCII, so also bytes), of every id
+/// [`IdSealer::seal`] gives for a key of `key_bytes` UTF-8 bytes: the
+/// unpadded base64url of version, nonce, sealed claims and tag. About 61
+/// plus 4/3 of the key's length.
+#[must_use]
+pub const fn sealed_id_len(key_bytes: usize) -> usize {
+    let raw = 1 + NONCE_LEN + HEADER_LEN + key_bytes + TAG_LEN;
+    (raw * 4).div_ceil(3)
 }
 
 /// Why an id could not be opened. All of them answer `404 upload_not_found`.
@@ -122,7 +134,7 @@ impl IdSealer {
         }
         let raw = URL_SAFE_NO_PAD.decode(id).map_err(|_| IdError::Malformed)?;
         let (version, rest) = raw.split_first().ok_or(IdError::Malformed)?;
-        if *version != VERSION || rest.len() < NONCE_LEN + 16 + HEADER_LEN {
+        if *version != VERSION || rest.len() < NONCE_LEN + TAG_LEN + HEADER_LEN {
             return Err(IdError::Malformed);
         }
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
@@ -205,6 +217,29 @@ mod tests {
     }
 
     #[test]
+    fn sealed_id_len_is_the_length_of_every_sealed_id() {
+        let s = IdSealer::new(b"secret");
+        for len in 0..=1100 {
+            let mut c = claims();
+            c.key = "k".repeat(len);
+            assert_eq!(
+                s.seal(&c, [9; 12]).len(),
+                sealed_id_len(len),
+                "key of {len} bytes"
+            );
+        }
+        // Bytes, not characters: é is two bytes, 🦀 four.
+        for key in ["é".repeat(300), "🦀".repeat(256), "a/é/🦀".repeat(90)] {
+            let mut c = claims();
+            c.key = key.clone();
+            assert_eq!(s.seal(&c, [1; 12]).len(), sealed_id_len(key.len()));
+        }
+        // The README's rule of thumb: about 60 characters plus 4/3 of the key.
+        assert_eq!(sealed_id_len(0), 62);
+        assert_eq!(sealed_id_len(1024), 1427);
+    }
+
+    #[test]
     fn distinct_nonces_give_distinct_ids() {
         let s = IdSealer::new(b"secret");
         assert_ne!(s.seal(&claims(), [1; 12]), s.seal(&claims(), [2; 12]));
@@ -215,6 +250,12 @@ mod tests {
         #[test]
         fn opening_arbitrary_strings_never_panics(s in ".{0,300}") {
             let _ = IdSealer::new(b"k").open(&s);
+        }
+
+        #[test]
+        fn any_sealed_id_has_the_predicted_length(key in "\\PC{0,300}", ms in any::<i64>(), size in any::<u64>(), nonce in any::<[u8; 12]>(), secret in any::<Vec<u8>>()) {
+            let c = Claims { key, accepted_ms: ms, size, op: WriteOp::Put };
+            prop_assert_eq!(IdSealer::new(&secret).seal(&c, nonce).len(), sealed_id_len(c.key.len()));
         }
 
         #[test]

@@ -65,8 +65,7 @@ pub fn validate_key(key: &str) -> Result<(), ApiError> {
     }
     if key.len() > MAX_KEY_BYTES {
         return Err(ApiError::InvalidKey(format!(
-            "key is {} bytes, more than the {MAX_KEY_BYTES} allowed",
-            key.len()
+            "key is longer than the {MAX_KEY_BYTES} bytes allowed"
         )));
     }
     if key.chars().any(is_control) {
@@ -117,13 +116,12 @@ pub fn validate_counter_name(name: &str) -> Result<(), ApiError> {
 pub fn validate_list_prefix(prefix: &str) -> Result<(), ApiError> {
     if prefix.len() > MAX_KEY_BYTES {
         return Err(ApiError::InvalidParameter(format!(
-            "prefix is {} bytes, more than the {MAX_KEY_BYTES} allowed",
-            prefix.len()
+            "`prefix` is longer than the {MAX_KEY_BYTES} bytes allowed"
         )));
     }
     if prefix.chars().any(is_control) {
         return Err(ApiError::InvalidParameter(
-            "prefix must not contain control characters".into(),
+            "`prefix` must not contain control characters".into(),
         ));
     }
     Ok(())
@@ -149,6 +147,32 @@ mod tests {
             assert_eq!(validate_key(key), Ok(()), "{key}");
         }
         assert_eq!(validate_key(&"k".repeat(MAX_KEY_BYTES)), Ok(()));
+    }
+
+    #[test]
+    fn refusals_never_quote_the_key_name_or_prefix() {
+        const SECRET: &str = "sk-live-7f3a9c1e5d";
+        let long = format!("{SECRET}{}", "k".repeat(MAX_KEY_BYTES));
+        for raw in [
+            format!("{SECRET}%zz"),
+            format!("{SECRET}%FF"),
+            format!("{SECRET}%00"),
+            format!("/{SECRET}"),
+            format!("{SECRET}//x"),
+            format!("_pipeline/{SECRET}"),
+            long.clone(),
+        ] {
+            let e = decode_key(&raw).expect_err(&raw);
+            assert!(!e.to_string().contains(SECRET), "{e}");
+        }
+        for name in [format!("{SECRET}!"), long.clone()] {
+            let e = validate_counter_name(&name).expect_err(&name);
+            assert!(!e.to_string().contains(SECRET), "{e}");
+        }
+        for prefix in [format!("{SECRET}\u{1}"), long] {
+            let e = validate_list_prefix(&prefix).expect_err(&prefix);
+            assert!(!e.to_string().contains(SECRET), "{e}");
+        }
     }
 
     #[test]

@@ -24,5 +24,6 @@ pub mod range;
 pub mod ratelimit;
 pub mod schedule;
 pub mod stats;
+pub mod stats_push;
 pub mod status;
 pub mod time;
