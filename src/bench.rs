@@ -16,6 +16,9 @@
 //!   failing statement; answers which writes were kept.
 //! - `POST /_test/enqueue-raw`: sends the body as a raw queue message.
 //! - `GET /_test/staged`: the staged bodies still in the bucket.
+//! - `PUT /_test/stage-orphan`: stages a body and sends nothing (a producer
+//!   that died between the two).
+//! - `POST /_test/sweep?older_than_ms=N`: runs the staging sweep now.
 
 use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
@@ -95,6 +98,14 @@ pub async fn route(app: &App, ctx: &Context, mut req: Request, path: &str) -> Op
         }
         (Method::Post, "/_test/enqueue-raw") => enqueue_raw(app, &mut req).await,
         (Method::Get, "/_test/staged") => staged(app).await,
+        (Method::Put, "/_test/stage-orphan") => stage_orphan(app, &mut req).await,
+        (Method::Post, "/_test/sweep") => {
+            let older_than_ms = i64::from(query_u32(&req, "older_than_ms").unwrap_or(0));
+            match crate::sweep::sweep(app, older_than_ms).await {
+                Ok(s) => http::json(200, &json!({"listed": s.listed, "deleted": s.deleted})),
+                Err(e) => Err(e),
+            }
+        }
         _ => Err(ApiError::NotFound("no such test route".into())),
     })
 }
@@ -166,6 +177,25 @@ async fn enqueue_raw(app: &App, req: &mut Request) -> ApiResult {
         .await
         .map_err(|e| ApiError::QueueUnavailable(e.to_string()))?;
     http::json(202, &json!({"ok": true}))
+}
+
+/// Stages a body and sends nothing, as a producer that died between the
+/// two would leave it.
+async fn stage_orphan(app: &App, req: &mut Request) -> ApiResult {
+    let bytes = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::InvalidBody("unreadable body".into()))?;
+    let key = format!(
+        "{STAGING_PREFIX}orphan-{}",
+        crate::http::hex(&crate::http::random_bytes::<8>()?)
+    );
+    app.bucket()?
+        .put(key.clone(), Data::Bytes(bytes))
+        .execute()
+        .await
+        .map_err(|e| internal("R2 put", e))?;
+    http::json(201, &json!({"staged_key": key}))
 }
 
 async fn staged(app: &App) -> ApiResult {

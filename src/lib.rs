@@ -16,12 +16,15 @@ mod http;
 mod objects;
 mod producer;
 mod reads;
+mod sweep;
 mod uploads;
 
 use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
 use serde_json::json;
-use worker::{event, Context, Env, MessageBatch, Method, Request, Response};
+use worker::{
+    event, Context, Env, MessageBatch, Method, Request, Response, ScheduleContext, ScheduledEvent,
+};
 
 use crate::app::App;
 use crate::counters::CounterOp;
@@ -75,6 +78,19 @@ async fn queue(
         consumer::handle_batch(&batch, &env).await;
     }
     Ok(())
+}
+
+/// The cron trigger (`[triggers]` in wrangler.toml): the staging sweep.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    match App::new(env) {
+        Ok(app) => {
+            if let Err(e) = sweep::sweep(&app, app.settings.status_ttl_ms).await {
+                log(json!({"level": "error", "at": "sweep", "error": e.to_string()}));
+            }
+        }
+        Err(e) => log(json!({"level": "error", "at": "sweep", "error": e.to_string()})),
+    }
 }
 
 /// Routes a request to its handler; the contract's `404`/`405` otherwise.
