@@ -5,13 +5,16 @@
 //! through Wasm memory. The pipeline's own prefix never shows.
 
 use pipeline_core::conditional::{evaluate, http_date, if_range_allows, Conditions, Precondition};
+use pipeline_core::config::MAX_STATUS_WAIT_SECS;
 use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
 use pipeline_core::key::{decode_key, validate_list_prefix, RESERVED_PREFIX};
 use pipeline_core::message::BodyRef;
 use pipeline_core::meta::ObjectMeta;
 use pipeline_core::protocol::LatestRequest;
+use pipeline_core::protocol::StatusRequest;
 use pipeline_core::range::{decide, RangeDecision};
+use pipeline_core::status::UploadState;
 use pipeline_core::time::rfc3339_ms;
 use serde_json::json;
 use worker::{
@@ -34,8 +37,20 @@ pub async fn get(app: &App, req: &Request, raw_key: &str, head_only: bool) -> Ap
     let key = decode_key(raw_key)?;
     let url = req.url().map_err(|e| internal("request url", e))?;
     let mut latest = false;
+    let mut after: Option<String> = None;
+    let mut wait_secs: u32 = 0;
     for (k, v) in url.query_pairs() {
-        if k == "consistency" {
+        if k == "after" {
+            after = Some(v.to_string());
+        } else if k == "wait" {
+            wait_secs = v
+                .parse::<u32>()
+                .ok()
+                .filter(|w| *w <= MAX_STATUS_WAIT_SECS)
+                .ok_or_else(|| {
+                    ApiError::InvalidParameter("wait must be an integer from 0 to 30".into())
+                })?;
+        } else if k == "consistency" {
             latest = match v.as_ref() {
                 "latest" => true,
                 "stored" | "eventual" => false,
@@ -46,6 +61,9 @@ pub async fn get(app: &App, req: &Request, raw_key: &str, head_only: bool) -> Ap
                 }
             };
         }
+    }
+    if let Some(id) = after {
+        return read_after(app, req, &key, &id, wait_secs, head_only).await;
     }
     if latest {
         let stub = app.scheduler(&key)?;
@@ -62,6 +80,72 @@ pub async fn get(app: &App, req: &Request, raw_key: &str, head_only: bool) -> Ap
     if latest {
         http::set_or_log(resp.headers(), "X-Pipeline-State", STATE_COMMITTED);
     }
+    Ok(resp)
+}
+
+/// `?after=<upload-id>[&wait=N]`: read your own write. The answer
+/// reflects that write or a newer one: held by the scheduler, served as
+/// `?consistency=latest` does (`X-Pipeline-State: scheduled`); committed
+/// (or superseded by a newer write), the newest held or stored object;
+/// still queued after the wait, `409 not_yet_visible`; failed, `409
+/// write_failed`.
+///
+/// # Errors
+/// `invalid_parameter` for an id that is not an upload of this key,
+/// `not_yet_visible`, `write_failed`, and the plain read's errors.
+async fn read_after(
+    app: &App,
+    req: &Request,
+    key: &str,
+    id: &str,
+    wait_secs: u32,
+    head_only: bool,
+) -> ApiResult {
+    let not_ours = || ApiError::InvalidParameter("after must name an upload of this key".into());
+    let claims = app
+        .sealer()
+        .map_err(|_| not_ours())?
+        .open(id)
+        .map_err(|_| not_ours())?;
+    if claims.key != key {
+        return Err(not_ours());
+    }
+    let stub = app.scheduler(key)?;
+    let status = stub
+        .call(&StatusRequest {
+            id: id.to_string(),
+            key: key.to_string(),
+            accepted_ms: claims.accepted_ms,
+            size: claims.size,
+            wait_ms: i64::from(wait_secs) * 1000,
+            ttl_ms: app.settings.status_ttl_ms,
+            until_held: true,
+        })
+        .await?;
+    match status.state {
+        UploadState::Queued => {
+            return Err(ApiError::NotYetVisible(
+                "the write is still in the queue; retry or wait longer".into(),
+            ))
+        }
+        UploadState::Failed => {
+            return Err(ApiError::WriteFailed(format!(
+                "the write failed: {}",
+                status.error_code.as_deref().unwrap_or("write_failed")
+            )))
+        }
+        UploadState::Scheduled | UploadState::Committed | UploadState::Superseded => {}
+    }
+    // The write itself or a newer one: what the scheduler holds, if newer
+    // than the stored object, else the stored object.
+    if let Some(w) = stub.call(&LatestRequest {}).await?.pending {
+        return serve_pending(app, w, head_only).await;
+    }
+    let resp = match serve_stored(app, req, key, head_only).await {
+        Ok(r) => r,
+        Err(e) => http::error_response(&e),
+    };
+    http::set_or_log(resp.headers(), "X-Pipeline-State", STATE_COMMITTED);
     Ok(resp)
 }
 

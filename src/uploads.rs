@@ -59,6 +59,7 @@ pub async fn status(app: &App, req: &Request, id: &str) -> ApiResult {
         size: claims.size,
         wait_ms: i64::from(wait) * 1000,
         ttl_ms: app.settings.status_ttl_ms,
+        until_held: false,
     };
     let status = stub.call(&ask).await?;
     http::json(200, &status.to_json())

@@ -77,26 +77,19 @@ pub async fn handle_batch<T>(batch: &MessageBatch<T>, env: &Env) {
     }
 
     let keys = plan.calls.len();
-    let calls = plan.calls.iter().map(|call| async {
-        let result = match ObjectStub::scheduler(env, &call.key) {
-            Ok(stub) => stub.call(&call.request).await,
-            Err(e) => Err(e),
-        };
-        let messages = call.messages.iter().filter_map(|i| raws.get(*i));
-        match result {
-            Ok(r) => {
-                messages.for_each(MessageExt::ack);
-                Ok(r)
-            }
-            Err(e) => {
-                messages.for_each(retry_later);
-                Err(format!("{}: {e}", call.key))
-            }
+    // Keys concurrently; one key's calls in order.
+    let raws = &raws;
+    let groups = plan.by_key().into_iter().map(|group| async move {
+        let mut out = Vec::with_capacity(group.len());
+        for call in group {
+            out.push(run_call(env, raws, call).await);
         }
+        out
     });
+    let calls: Vec<_> = join_all(groups).await.into_iter().flatten().collect();
     // One log line per batch, not per key: logging is not free.
     let (mut admitted, mut duplicates, mut failures) = (0, 0, Vec::new());
-    for r in join_all(calls).await {
+    for r in calls {
         match r {
             Ok(r) => {
                 admitted += r.admitted;
@@ -110,6 +103,30 @@ pub async fn handle_batch<T>(batch: &MessageBatch<T>, env: &Env) {
         "at": "consumer.batch", "keys": keys, "admitted": admitted,
         "duplicates": duplicates, "retried_keys": failures,
     }));
+}
+
+/// One scheduler call of a batch; its messages are acked on success and
+/// retried (with the age-based backoff) on failure.
+async fn run_call(
+    env: &Env,
+    raws: &[RawMessage],
+    call: &pipeline_core::consumer::KeyCall,
+) -> Result<pipeline_core::protocol::EnqueueReply, String> {
+    let result = match ObjectStub::scheduler(env, &call.key) {
+        Ok(stub) => stub.call(&call.request).await,
+        Err(e) => Err(e),
+    };
+    let messages = call.messages.iter().filter_map(|i| raws.get(*i));
+    match result {
+        Ok(r) => {
+            messages.for_each(MessageExt::ack);
+            Ok(r)
+        }
+        Err(e) => {
+            messages.for_each(retry_later);
+            Err(format!("{}: {e}", call.key))
+        }
+    }
 }
 
 /// An undecodable message: forwarded to the dead letter queue and acked.

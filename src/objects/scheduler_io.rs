@@ -55,7 +55,8 @@ impl SchedulerHost {
     /// (a failed sync write is answered to its client instead).
     fn log_failure<T>(&self, id: &str, result: Result<T, BlobError>) -> Result<T, BlobError> {
         if let Err(e) = &result {
-            let queued = matches!(self.upload(id), Ok(Some(r)) if r.via == Via::Queue);
+            // A write in flight always has a full row: no acceptance time needed.
+            let queued = matches!(self.upload(id, 0), Ok(Some(r)) if r.via == Via::Queue);
             if queued {
                 let retry = self.meta().map(|m| m.retry).unwrap_or_default();
                 let attempt = if retry.id == id {

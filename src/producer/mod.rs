@@ -21,9 +21,12 @@ use pipeline_core::id::{Claims, WriteOp};
 use pipeline_core::key::decode_key;
 use pipeline_core::message::{BodyRef, WriteMessage, MESSAGE_VERSION, STAGING_PREFIX};
 use pipeline_core::meta::{validate_idempotency_key, ObjectMeta};
+use pipeline_core::prefer;
 use pipeline_core::producer::{enqueue, ProducerIo};
 use pipeline_core::protocol::ClaimRequest;
+use pipeline_core::protocol::StatusRequest;
 use pipeline_core::time::rfc3339_ms;
+use pipeline_core::write_condition::WriteCondition;
 use serde_json::json;
 use wasm_bindgen::JsValue;
 use worker::{Context, Data, QueueContentType, RawMessageBuilder, Request};
@@ -78,6 +81,10 @@ pub struct Incoming {
     pub op: WriteOp,
     pub meta: ObjectMeta,
     pub idempotency_key: Option<String>,
+    /// `If-Match: "<etag>"` or `If-None-Match: *`.
+    pub condition: Option<WriteCondition>,
+    /// `Prefer: wait=N`: hold the answer up to N seconds for the end.
+    pub wait_secs: Option<u32>,
     /// The declared body length, when the request has one.
     pub length: Option<u64>,
 }
@@ -123,11 +130,23 @@ pub fn validate(
             )));
         }
     }
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let condition = WriteCondition::from_headers(
+        header("If-Match").as_deref(),
+        header("If-None-Match").as_deref(),
+    )?;
+    let wait_secs = prefer::parse(
+        header("Prefer").as_deref(),
+        app.settings.max_prefer_wait_secs,
+    )?
+    .wait_secs;
     Ok(Incoming {
         key,
         op,
         meta,
         idempotency_key,
+        condition,
+        wait_secs,
         length,
     })
 }
@@ -225,21 +244,68 @@ pub async fn accept(
         meta: incoming.meta,
         body,
         idempotency_key: incoming.idempotency_key,
+        condition: incoming.condition,
     };
+    let wait_secs = incoming.wait_secs;
     let enqueued = enqueue(&io, &msg).await?;
     if enqueued.count_accepted {
         stats::record_accepted(&app.env, ctx);
     }
-    if enqueued.own {
-        return accepted_response(&msg.id, &msg.key, accepted_ms, size);
+    let (id, key, accepted_ms, size) = if enqueued.own {
+        (msg.id, msg.key, accepted_ms, size)
+    } else {
+        // A repeat: the first write's answer (and, with Prefer: wait, its
+        // end). This request's own message is dropped by the key's
+        // scheduler when it is delivered.
+        let first = app
+            .sealer()?
+            .open(&enqueued.id)
+            .map_err(|e| internal("the id holding the idempotency key", e))?;
+        (enqueued.id, first.key, first.accepted_ms, first.size)
+    };
+    if let Some(secs) = wait_secs {
+        if let Some(resp) = wait_for_end(app, &id, &key, accepted_ms, size, secs).await {
+            return resp;
+        }
     }
-    // A repeat: the first write's answer. This request's own message is
-    // dropped by the key's scheduler when it is delivered.
-    let first = app
-        .sealer()?
-        .open(&enqueued.id)
-        .map_err(|e| internal("the id holding the idempotency key", e))?;
-    accepted_response(&enqueued.id, &first.key, first.accepted_ms, first.size)
+    accepted_response(&id, &key, accepted_ms, size)
+}
+
+/// `Prefer: wait=N`: asks the key's scheduler for the write's status,
+/// holding up to `secs`. Terminal in time: `200` with the final status,
+/// `Location` and `Preference-Applied`; otherwise `None` (the caller
+/// answers `202`; the write was accepted either way).
+async fn wait_for_end(
+    app: &App,
+    id: &str,
+    key: &str,
+    accepted_ms: i64,
+    size: u64,
+    secs: u32,
+) -> Option<ApiResult> {
+    let ask = StatusRequest {
+        id: id.to_string(),
+        key: key.to_string(),
+        accepted_ms,
+        size,
+        wait_ms: i64::from(secs) * 1000,
+        ttl_ms: app.settings.status_ttl_ms,
+        until_held: false,
+    };
+    let status = app.scheduler(key).ok()?.call(&ask).await.ok()?;
+    if !status.state.is_terminal() {
+        return None;
+    }
+    let status_url = format!("/uploads/{id}");
+    Some(http::json(200, &status.to_json()).and_then(|resp| {
+        http::set(resp.headers(), "Location", &status_url)?;
+        http::set(
+            resp.headers(),
+            "Preference-Applied",
+            &format!("wait={secs}"),
+        )?;
+        Ok(resp)
+    }))
 }
 
 /// The `202` body and `Location` of an accepted write.

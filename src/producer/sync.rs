@@ -57,6 +57,7 @@ pub async fn write(app: &App, mut req: Request, raw_key: &str, op: WriteOp) -> A
         body,
         // A sync write is not deduplicated by its Idempotency-Key.
         idempotency_key: None,
+        condition: incoming.condition.clone(),
     };
     let stub = app.scheduler(&msg.key)?;
     if staged_size.is_some() {
@@ -115,6 +116,9 @@ fn answer(msg: &WriteMessage, reply: SyncReply) -> ApiResult {
         SyncReply::Stale { newer } => Err(ApiError::NewerWritePending(format!(
             "the key's scheduler already holds a newer write ({newer}); this write would be older"
         ))),
+        SyncReply::PreconditionFailed { .. } => Err(ApiError::PreconditionFailed(
+            "the write's condition does not hold against the stored object".into(),
+        )),
         SyncReply::Failed { message } => Err(ApiError::Unavailable(format!(
             "the R2 write failed: {message}"
         ))),

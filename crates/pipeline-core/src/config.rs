@@ -73,6 +73,11 @@ pub struct Settings {
     pub allowed_origins: AllowedOrigins,
     pub max_upload_bytes: u64,
     pub status_ttl_ms: i64,
+    /// `PREFER_WAIT_MAX_SECONDS`: the longest a `Prefer: wait` holds a
+    /// write's answer (the contract allows up to 60). Longer lets clients
+    /// skip polling for slower commits; each held request keeps a Worker
+    /// invocation and a Durable Object long-poll open meanwhile.
+    pub max_prefer_wait_secs: u32,
 }
 
 impl Default for Settings {
@@ -82,6 +87,7 @@ impl Default for Settings {
             allowed_origins: AllowedOrigins::Any,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             status_ttl_ms: DEFAULT_STATUS_TTL_SECONDS as i64 * 1000,
+            max_prefer_wait_secs: crate::prefer::MAX_PREFER_WAIT_SECS,
         }
     }
 }
@@ -109,6 +115,18 @@ impl Settings {
                 ApiError::Internal("STATUS_TTL_SECONDS is not a whole number".into())
             })?;
             s.status_ttl_ms = secs.max(1).saturating_mul(1000);
+        }
+        if let Some(v) = var("PREFER_WAIT_MAX_SECONDS") {
+            s.max_prefer_wait_secs = v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= crate::prefer::MAX_PREFER_WAIT_SECS)
+                .ok_or_else(|| {
+                    ApiError::Internal(
+                        "PREFER_WAIT_MAX_SECONDS is not a whole number from 0 to 60".into(),
+                    )
+                })?;
         }
         Ok(s)
     }

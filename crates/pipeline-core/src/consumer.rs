@@ -48,7 +48,11 @@ pub fn plan_batch(bodies: &[Option<String>]) -> BatchPlan {
     let mut idempotent = Vec::new();
     for (i, body) in bodies.iter().enumerate() {
         match body.as_deref().map(WriteMessage::decode) {
-            Some(Ok(m)) if m.idempotency_key.is_some() => idempotent.push((i, m)),
+            // Writes with an Idempotency-Key or a condition are never folded
+            // into another write of the batch: each gets its own call.
+            Some(Ok(m)) if m.idempotency_key.is_some() || m.condition.is_some() => {
+                idempotent.push((i, m))
+            }
             Some(Ok(m)) => decoded.push((i, m)),
             Some(Err(e)) => plan.poison.push((i, e.to_string())),
             None => plan.poison.push((i, "message body is not text".into())),
@@ -74,7 +78,24 @@ pub fn plan_batch(bodies: &[Option<String>]) -> BatchPlan {
             messages,
         });
     }
+    // One key's calls in acceptance order, so a key's scheduler sees them
+    // in that order (the Worker makes them one after the other).
+    plan.calls.sort_by(|a, b| {
+        a.key.cmp(&b.key).then_with(|| {
+            WriteRef::new(a.request.newest.accepted_ms, a.request.newest.id.clone()).cmp(
+                &WriteRef::new(b.request.newest.accepted_ms, b.request.newest.id.clone()),
+            )
+        })
+    });
     plan
+}
+
+impl BatchPlan {
+    /// The calls grouped by key (each group in acceptance order): groups
+    /// run concurrently, a group's calls one after the other.
+    pub fn by_key(&self) -> Vec<&[KeyCall]> {
+        self.calls.chunk_by(|a, b| a.key == b.key).collect()
+    }
 }
 
 /// How long a message waits before its next delivery when its scheduler
@@ -172,6 +193,7 @@ mod tests {
                 meta: Default::default(),
                 body: crate::message::BodyRef::Empty,
                 idempotency_key: None,
+                condition: None,
             }
             .encode()
         };
@@ -202,6 +224,7 @@ mod tests {
                 meta: Default::default(),
                 body: crate::message::BodyRef::Empty,
                 idempotency_key: idem.map(str::to_string),
+                condition: None,
             }
             .encode()
         };

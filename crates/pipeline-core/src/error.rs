@@ -51,6 +51,12 @@ pub enum ApiError {
     RateLimited(SlotTaken),
     #[error("{0}")]
     NewerWritePending(String),
+    /// `?after=`: the write is still in the queue (`409`, `Retry-After`).
+    #[error("{0}")]
+    NotYetVisible(String),
+    /// `?after=`: the write ended `failed` (`409`); the message says why.
+    #[error("{0}")]
+    WriteFailed(String),
     #[error("{0}")]
     CounterOverflow(String),
     #[error("{0}")]
@@ -83,7 +89,9 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => 412,
             ApiError::RangeNotSatisfiable { .. } => 416,
             ApiError::RateLimited(_) => 429,
-            ApiError::NewerWritePending(_) => 409,
+            ApiError::NewerWritePending(_)
+            | ApiError::NotYetVisible(_)
+            | ApiError::WriteFailed(_) => 409,
             ApiError::CounterOverflow(_) => 422,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Internal(_) => 500,
@@ -108,6 +116,8 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::NewerWritePending(_) => "newer_write_pending",
+            ApiError::NotYetVisible(_) => "not_yet_visible",
+            ApiError::WriteFailed(_) => "write_failed",
             ApiError::CounterOverflow(_) => "counter_overflow",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -135,6 +145,7 @@ impl ApiError {
             ApiError::QueueUnavailable(_) | ApiError::Unavailable(_) => {
                 vec![("Retry-After", UNAVAILABLE_RETRY_AFTER_SECS.to_string())]
             }
+            ApiError::NotYetVisible(_) => vec![("Retry-After", "1".into())],
             _ => Vec::new(),
         }
     }
@@ -166,6 +177,8 @@ impl ApiError {
             },
             "rate_limited" => ApiError::RateLimited(slot_of(&m)),
             "newer_write_pending" => ApiError::NewerWritePending(m),
+            "not_yet_visible" => ApiError::NotYetVisible(m),
+            "write_failed" => ApiError::WriteFailed(m),
             "counter_overflow" => ApiError::CounterOverflow(m),
             "not_found" => ApiError::NotFound(m),
             "method_not_allowed" => ApiError::MethodNotAllowed {
@@ -245,6 +258,8 @@ mod tests {
                 free_at_ms: 1_795_765_167_000,
             }),
             ApiError::NewerWritePending(m()),
+            ApiError::NotYetVisible(m()),
+            ApiError::WriteFailed(m()),
             ApiError::CounterOverflow(m()),
             ApiError::NotFound(m()),
             ApiError::MethodNotAllowed {
@@ -272,6 +287,8 @@ mod tests {
                 | ApiError::RangeNotSatisfiable { .. }
                 | ApiError::RateLimited(_)
                 | ApiError::NewerWritePending(_)
+                | ApiError::NotYetVisible(_)
+                | ApiError::WriteFailed(_)
                 | ApiError::CounterOverflow(_)
                 | ApiError::NotFound(_)
                 | ApiError::MethodNotAllowed { .. }
@@ -285,7 +302,7 @@ mod tests {
     #[test]
     fn every_variant_round_trips_through_its_answer() {
         let all = every_variant();
-        assert_eq!(all.len(), 20);
+        assert_eq!(all.len(), 22);
         let mut codes: Vec<&str> = all.iter().map(ApiError::code).collect();
         codes.sort_unstable();
         codes.dedup();

@@ -58,6 +58,10 @@ pub struct WriteMessage {
     /// carry the same key, so a repeat never makes a second version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// `If-Match` / `If-None-Match: *`: evaluated when the write is
+    /// committed, against the object stored then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<crate::write_condition::WriteCondition>,
 }
 
 /// Why a message cannot be processed; the write is failed with this reason.
@@ -188,6 +192,7 @@ mod tests {
             meta: ObjectMeta::default(),
             body: WriteMessage::inline(body),
             idempotency_key: None,
+            condition: None,
         }
     }
 

@@ -95,6 +95,10 @@ pub struct StatusRequest {
     pub size: u64,
     pub wait_ms: i64,
     pub ttl_ms: i64,
+    /// Answer as soon as the scheduler holds the write (or it ended),
+    /// not only once it ended (`?after=` reads).
+    #[serde(default)]
+    pub until_held: bool,
 }
 call!(StatusRequest => UploadStatus, "/status");
 
@@ -179,6 +183,8 @@ pub enum SyncReply {
     RateLimited { now_ms: i64, free_at_ms: i64 },
     /// The scheduler holds a newer write (`409`).
     Stale { newer: String },
+    /// The write's `If-Match` / `If-None-Match` does not hold (`412`).
+    PreconditionFailed { current_etag: Option<String> },
     /// The R2 write failed (`503`); nothing changed.
     Failed { message: String },
 }

@@ -56,6 +56,16 @@ pub struct KeyState {
     pub in_flight: Option<WriteRef>,
     /// The newest write waiting for its slot.
     pub pending: Option<WriteRef>,
+    /// Writes waiting behind `pending`, oldest first. Only conditional
+    /// writes make a line: they are never folded into another write, so a
+    /// conditional write and the writes around it are committed (or fail)
+    /// one by one, in acceptance order.
+    #[serde(default)]
+    pub line: Vec<WriteRef>,
+    /// Ids of the held writes (pending or in the line) that carry a
+    /// condition.
+    #[serde(default)]
+    pub conditional: Vec<String>,
 }
 
 impl KeyState {
@@ -64,6 +74,7 @@ impl KeyState {
         [&self.watermark, &self.in_flight, &self.pending]
             .into_iter()
             .flatten()
+            .chain(self.line.iter())
             .max()
     }
 

@@ -72,6 +72,10 @@ pub struct UploadStatus {
     pub error_code: Option<String>,
     #[serde(default)]
     pub error_message: Option<String>,
+    /// For a write that failed its condition: the stored object's ETag
+    /// then (absent when no object was stored).
+    #[serde(default)]
+    pub current_etag: Option<String>,
 }
 
 impl UploadStatus {
@@ -110,6 +114,9 @@ impl UploadStatus {
                         "message": self.error_message.as_deref().unwrap_or("the write failed"),
                     }),
                 );
+                if let Some(e) = &self.current_etag {
+                    m.insert("current_etag".into(), json!(e));
+                }
             }
         }
         Value::Object(m)
@@ -133,6 +140,7 @@ mod tests {
             superseded_by: Some("j".into()),
             error_code: Some("r2_write_failed".into()),
             error_message: Some("boom".into()),
+            current_etag: None,
         }
     }
 
@@ -191,6 +199,7 @@ mod fuzz {
                 id: "i".into(), key: "k".into(), state, accepted_ms: accepted, size,
                 not_before_ms: opt, committed_ms: opt, etag: text.clone(),
                 superseded_by: text.clone(), error_code: text.clone(), error_message: text,
+                current_etag: None,
             };
             let v = s.to_json();
             for f in ["id", "key", "state", "accepted_at", "size"] {

@@ -17,6 +17,7 @@ use pipeline_core::protocol::{
     EnqueueRequest, FailReply, FailRequest, StatusRequest, SyncReply, SyncRequest,
 };
 use pipeline_core::schedule::WriteRef;
+use pipeline_core::write_condition::WriteCondition;
 
 use crate::exec::Slot;
 use crate::model::{Owed, QMsg};
@@ -54,6 +55,8 @@ pub fn client_act(world: &Rc<World>, client: usize) {
             .clone();
         if sync {
             Box::pin(async move { sync_write(w, key, op, staged).await })
+        } else if world.chance(cfg.p_conditional) {
+            Box::pin(async move { read_modify_write(w, key).await })
         } else if world.chance(cfg.p_idempotent) {
             let idem = format!("idem-{client}-{}", world.range(0, 1_000_000));
             let repeats = world.range(1, 3);
@@ -133,6 +136,7 @@ async fn stage(world: &Rc<World>, id: &str, bytes: &[u8]) -> Option<String> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn message(
     id: &str,
     key: &str,
@@ -141,6 +145,7 @@ fn message(
     bytes: &[u8],
     body: BodyRef,
     idem: Option<String>,
+    condition: Option<WriteCondition>,
 ) -> WriteMessage {
     WriteMessage {
         v: MESSAGE_VERSION,
@@ -152,6 +157,7 @@ fn message(
         meta: Default::default(),
         body,
         idempotency_key: idem,
+        condition,
     }
 }
 
@@ -235,7 +241,7 @@ async fn async_write(
     } else {
         WriteMessage::inline(&bytes)
     };
-    let msg = message(&id, &key, accepted_ms, op, &bytes, body, idem.clone());
+    let msg = message(&id, &key, accepted_ms, op, &bytes, body, idem.clone(), None);
     match enqueue(&SimProducer(world.clone()), &msg).await {
         Ok(e) => {
             world.trace(format!(
@@ -267,6 +273,64 @@ async fn async_write(
     }
 }
 
+/// A read-modify-write: read the object's ETag, write with `If-Match` (or
+/// `If-None-Match: *` when absent), wait until the write ends, retry on
+/// `precondition_failed`.
+async fn read_modify_write(world: Rc<World>, key: String) {
+    for _ in 0..5 {
+        let current = world.r2.borrow().objects.get(&key).map(|o| o.etag.clone());
+        let condition = match current {
+            Some(etag) => WriteCondition::IfMatch { etag },
+            None => WriteCondition::IfNoneMatch,
+        };
+        let (id, accepted_ms, bytes) = new_write(&world, &key, WriteOp::Put, false);
+        world
+            .ledger
+            .borrow_mut()
+            .conditions
+            .insert(id.clone(), condition.clone());
+        let body = WriteMessage::inline(&bytes);
+        let msg = message(
+            &id,
+            &key,
+            accepted_ms,
+            WriteOp::Put,
+            &bytes,
+            body,
+            None,
+            Some(condition),
+        );
+        match enqueue(&SimProducer(world.clone()), &msg).await {
+            Ok(e) => {
+                if e.count_accepted {
+                    world.ledger.borrow_mut().producer_accepted += 1;
+                }
+            }
+            Err(_) => {
+                disown(&world, &id);
+                continue;
+            }
+        }
+        world.trace(format!("{id} conditional write accepted"));
+        let mut ended = None;
+        for _ in 0..240 {
+            ended = world.ledger.borrow().ended.get(&id).cloned();
+            if ended.is_some() {
+                break;
+            }
+            let _ = io(&world, Io::Sleep { ms: 500 }).await;
+        }
+        match ended {
+            Some((pipeline_core::status::UploadState::Committed, _, _)) => {
+                world.ledger.borrow_mut().increments += 1;
+                return;
+            }
+            Some((_, _, Some(code))) if code == "precondition_failed" => continue,
+            _ => return,
+        }
+    }
+}
+
 /// `?mode=sync`: probe first for staged bodies, then the write.
 async fn sync_write(world: Rc<World>, key: String, op: WriteOp, staged: bool) {
     let (id, accepted_ms, bytes) = new_write(&world, &key, op, true);
@@ -280,6 +344,7 @@ async fn sync_write(world: Rc<World>, key: String, op: WriteOp, staged: bool) {
         op,
         &bytes,
         WriteMessage::inline(&bytes),
+        None,
         None,
     );
     let call = |world: &Rc<World>, req: SyncRequest| {
@@ -368,6 +433,7 @@ async fn poll_status(world: Rc<World>) {
         size: 0,
         wait_ms: world.range(0, 1) * 500,
         ttl_ms: world.cfg.status_ttl_ms,
+        until_held: false,
     };
     let slot = world.call_object(obj, move |world, obj| {
         Box::pin(async move {
@@ -430,35 +496,53 @@ pub fn consumer_run(world: &Rc<World>) {
 async fn consume(world: Rc<World>, batch: Vec<(u64, String)>) {
     let bodies: Vec<Option<String>> = batch.iter().map(|(_, b)| Some(b.clone())).collect();
     let plan = plan_batch(&bodies);
-    let mut waits = Vec::new();
-    for call in plan.calls {
-        let obj = obj_of(&world, &call.key);
-        let outage = world.objects.borrow()[obj].outage_until > world.now();
-        let req: EnqueueRequest = call.request;
-        let slot = world.call_object(obj, move |world, obj| {
-            Box::pin(async move {
-                let (host, mem, cfg) = world.scheduler_parts(obj);
-                Scheduler::new(&host, &mem, cfg).enqueue(req).await
-            })
-        });
-        waits.push((slot, call.messages, outage));
-    }
     let dies = world.is_active() && world.chance(world.cfg.p_consumer_dies);
-    for (slot, msgs, outage) in waits {
-        let r = slot.wait().await;
-        let ok = matches!(r, Ok(Ok(_)));
-        world.trace(format!(
-            "consumer call → {r:?}{}",
-            if dies {
-                " (invocation dies before acking)"
-            } else {
-                ""
-            }
-        ));
-        for i in msgs {
-            let seq = batch[i].0;
-            settle_message(&world, seq, ok && !dies, outage && !ok && !dies, !dies);
-        }
+    // Keys concurrently, one key's calls in order, as the Worker does.
+    let mut groups = Vec::new();
+    for group in plan.by_key() {
+        let calls: Vec<_> = group.to_vec();
+        let (w, batch) = (world.clone(), batch.clone());
+        let done: Slot<()> = Slot::default();
+        let d2 = done.clone();
+        let caller = world.current_task();
+        world.spawn(
+            None,
+            world.now(),
+            Box::pin(async move {
+                for call in calls {
+                    let obj = obj_of(&w, &call.key);
+                    let outage = w.objects.borrow()[obj].outage_until > w.now();
+                    let req: EnqueueRequest = call.request;
+                    let slot = w.call_object(obj, move |world, obj| {
+                        Box::pin(async move {
+                            let (host, mem, cfg) = world.scheduler_parts(obj);
+                            Scheduler::new(&host, &mem, cfg).enqueue(req).await
+                        })
+                    });
+                    let r = slot.wait().await;
+                    let ok = matches!(r, Ok(Ok(_)));
+                    w.trace(format!(
+                        "consumer call → {r:?}{}",
+                        if dies {
+                            " (invocation dies before acking)"
+                        } else {
+                            ""
+                        }
+                    ));
+                    for i in call.messages {
+                        let seq = batch[i].0;
+                        settle_message(&w, seq, ok && !dies, outage && !ok && !dies, !dies);
+                    }
+                }
+                d2.fill(());
+                w.wake(caller);
+            }),
+            None,
+        );
+        groups.push(done);
+    }
+    for g in groups {
+        g.wait().await;
     }
 }
 

@@ -17,6 +17,9 @@ pub struct SimConfig {
     pub p_staged: f64,
     pub p_idempotent: f64,
     pub p_status: f64,
+    /// A client does a read-modify-write with `If-Match` / `If-None-Match`
+    /// (retrying on `precondition_failed`).
+    pub p_conditional: f64,
     /// Clock skew between the Workers that stamp writes.
     pub skew_ms: i64,
     pub r2_latency_ms: (i64, i64),
@@ -63,6 +66,7 @@ impl SimConfig {
             p_staged: [0.0, 0.2, 0.6][r.below(3)],
             p_idempotent: [0.0, 0.2, 0.5][r.below(3)],
             p_status: 0.2,
+            p_conditional: [0.0, 0.1, 0.3][r.below(3)],
             skew_ms: [0, 20, 300][r.below(3)],
             r2_latency_ms: (r.range(1, 20), r.range(20, 400)),
             p_r2_transient: [0.0, 0.03, 0.15][r.below(3)],

@@ -40,8 +40,10 @@ impl Store for SimHost {
     fn meta(&self) -> Result<Meta, StoreError> {
         self.world.objects.borrow()[self.obj].store.meta()
     }
-    fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
-        self.world.objects.borrow()[self.obj].store.upload(id)
+    fn upload(&self, id: &str, accepted_ms: i64) -> Result<Option<UploadRecord>, StoreError> {
+        self.world.objects.borrow()[self.obj]
+            .store
+            .upload(id, accepted_ms)
     }
     fn body(&self, id: &str) -> Result<Option<WriteMessage>, StoreError> {
         self.world.objects.borrow()[self.obj].store.body(id)

@@ -12,13 +12,16 @@
 //! reproducible run; a violation prints the seed and the events before it.
 //!
 //! Checked after every event: no id ends twice or leaves a terminal state;
+//! a conditional write only lands over the object its condition names (no
+//! lost update) and is never superseded;
 //! R2 never answers 429 (writes to a key start ≥ 1000 ms apart); nothing
 //! older is written over something newer; no staged body is deleted while
 //! a held write needs it; no message is dead-lettered by an outage shorter
 //! than the consumer's stated tolerance; a status answer agrees with how
 //! the write ended. Checked once drained: every accepted id ended; each
 //! key's object is its newest committed write; every superseded write was
-//! superseded by a newer one, never by a sync write that failed; no staged
+//! superseded by a newer one that was admitted and ended, never by a sync
+//! write that failed; no staged
 //! body, garbage, body or status row is left (storage is bounded by the
 //! retention window); `/stats` equals the terminal counts; every id an
 //! idempotent repeat was answered with was enqueued, one per key.

@@ -12,6 +12,16 @@ use pipeline_core::schedule::WriteRef;
 use pipeline_core::stats::Totals;
 use pipeline_core::status::UploadState;
 
+/// When a terminal row is pruned: a superseded one by its acceptance, the
+/// others by their last change.
+fn prune_time(r: &UploadRecord) -> i64 {
+    if r.state == UploadState::Superseded {
+        r.accepted_ms
+    } else {
+        r.updated_ms
+    }
+}
+
 /// One Durable Object's persisted storage.
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
@@ -50,8 +60,10 @@ impl MemStore {
                     uploads_before,
                     idem_before,
                 } => {
+                    // As the Durable Object's store does: superseded rows
+                    // are kept by acceptance time, the others by last change.
                     self.uploads
-                        .retain(|_, r| !(r.state.is_terminal() && r.updated_ms < uploads_before));
+                        .retain(|_, r| !(r.state.is_terminal() && prune_time(r) < uploads_before));
                     self.idem.retain(|_, r| r.created_ms >= idem_before);
                 }
             }
@@ -76,7 +88,7 @@ impl Store for ObjStore {
     fn meta(&self) -> Result<Meta, StoreError> {
         Ok(self.borrow().meta.clone())
     }
-    fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
+    fn upload(&self, id: &str, _accepted_ms: i64) -> Result<Option<UploadRecord>, StoreError> {
         Ok(self.borrow().uploads.get(id).cloned())
     }
     fn body(&self, id: &str) -> Result<Option<WriteMessage>, StoreError> {
@@ -94,7 +106,7 @@ impl Store for ObjStore {
             s.uploads
                 .values()
                 .filter(|r| r.state.is_terminal())
-                .map(|r| r.updated_ms)
+                .map(prune_time)
                 .min(),
             s.idem.values().map(|r| r.created_ms).min(),
         ))
@@ -184,6 +196,10 @@ pub struct Ledger {
     pub last_applied: BTreeMap<String, WriteRef>,
     /// Stats shard: newest pushed version and totals per source.
     pub shard: BTreeMap<String, (i64, Totals)>,
+    /// The condition of each conditional write.
+    pub conditions: BTreeMap<String, pipeline_core::write_condition::WriteCondition>,
+    /// Read-modify-write increments that committed.
+    pub increments: u64,
     /// Messages dead-lettered because their scheduler was unreachable.
     pub outage_dead_letters: u64,
     pub faults: Faults,

@@ -379,6 +379,14 @@ impl World {
                 return;
             }
         }
+        if r.state == UploadState::Superseded && l.conditions.contains_key(&r.id) {
+            drop(l);
+            self.violate(format!(
+                "conditional write {} was superseded (folded into another)",
+                r.id
+            ));
+            return;
+        }
         if r.state.is_terminal() {
             if let Some(prev) = l.ended.get(&r.id) {
                 let prev = prev.0;
@@ -705,8 +713,19 @@ impl World {
         }
     }
 
-    /// A write of `id` reached R2: it must be newer than what is there.
+    /// A write of `id` reached R2: it must be newer than what is there,
+    /// and a conditional one may only replace the object it names.
     fn applied(&self, key: &str, id: &str) {
+        let condition = self.ledger.borrow().conditions.get(id).cloned();
+        if let Some(c) = condition {
+            let current = self.r2.borrow().objects.get(key).map(|o| o.etag.clone());
+            if !c.holds(current.as_deref()) {
+                self.violate(format!(
+                    "lost update: conditional write {id} ({c:?}) landed over {current:?}"
+                ));
+                return;
+            }
+        }
         let at = self.ledger.borrow().writes.get(id).map(|o| o.at.clone());
         let Some(at) = at else { return };
         let mut l = self.ledger.borrow_mut();

@@ -79,3 +79,13 @@ fn a_seed_replays_exactly() {
     let b = run(42).map(|r| (r.events, r.simulated_ms, r.writes, r.committed));
     assert_eq!(a.ok(), b.ok());
 }
+
+#[test]
+fn an_ignored_condition_is_found() {
+    assert_found(Bug::ConditionIgnored, 2000);
+}
+
+#[test]
+fn a_folded_conditional_write_is_found() {
+    assert_found(Bug::ConditionFolded, 2000);
+}

@@ -25,7 +25,7 @@ enum Seen {
 
 impl<H: Host> Scheduler<'_, H> {
     fn seen(&self, tx: &Tx, id: &str, at: &WriteRef, idem: Option<&str>) -> Result<Seen, ApiError> {
-        if self.host.upload(id)?.is_some() {
+        if self.host.upload(id, at.accepted_ms)?.is_some() {
             return Ok(Seen::Known);
         }
         // Statuses are kept longer than any message can take to arrive (the
@@ -139,43 +139,81 @@ impl<H: Host> Scheduler<'_, H> {
             Seen::New => {
                 reply.admitted += 1;
                 self.admit_idempotent(&mut tx, m.idempotency_key.as_deref(), &m.id)?;
-                let settled = tx.meta.state.clone();
-                let view = crate::schedule::KeyState {
-                    in_flight: None,
-                    ..settled
-                };
-                match admit(&view, &newest_ref) {
-                    Admission::Superseded { by } => {
-                        self.supersede_new(&mut tx, &OlderWrite::from(m), by)
-                    }
-                    Admission::Hold { supersedes } => {
-                        let rec = new_record(
-                            &m.id,
-                            m.accepted_ms,
-                            m.size,
-                            m.op,
-                            Via::Queue,
-                            UploadState::Scheduled,
-                            tx.now,
-                        );
-                        if let Some(old) = supersedes {
-                            tx.end_id(self.host, &old, End::Superseded { by: m.id.clone() })?;
-                        }
-                        tx.ops.push(Op::PutBody(m.clone()));
-                        tx.meta.state.pending = Some(newest_ref);
-                        if active(Bug::SplitEnqueue) {
-                            // The defect: the marker lands in a step of its
-                            // own, before the body and the pending state.
-                            self.host.apply(vec![Op::PutUpload(rec)])?;
-                        } else {
-                            tx.insert(rec);
-                        }
-                    }
-                }
+                self.hold_new(&mut tx, m, newest_ref)?;
             }
         }
         tx.apply(self.host)?;
         Ok(reply)
+    }
+
+    /// Holds a new write, or ends it at once. An unconditional write older
+    /// than what the key settled on is superseded; one newer replaces the
+    /// last held write when that one is unconditional too (coalescing),
+    /// else it queues behind it. A conditional write is never folded: it
+    /// queues, to be evaluated in its turn; one older than a write already
+    /// known fails its condition at once (a newer write was accepted
+    /// before it arrived).
+    fn hold_new(
+        &self,
+        tx: &mut Tx,
+        m: &crate::message::WriteMessage,
+        me: WriteRef,
+    ) -> Result<(), ApiError> {
+        let conditional = m.condition.is_some() && !active(Bug::ConditionFolded);
+        let mut rec = new_record(
+            &m.id,
+            m.accepted_ms,
+            m.size,
+            m.op,
+            Via::Queue,
+            UploadState::Scheduled,
+            tx.now,
+        );
+        if conditional {
+            if tx.meta.state.newest().is_some_and(|n| *n >= me) {
+                rec.state = UploadState::Failed;
+                rec.error_code = Some("precondition_failed".into());
+                rec.error_message = Some(
+                    "a newer write to the key was accepted before this conditional write arrived"
+                        .into(),
+                );
+                rec.current_etag = tx
+                    .meta
+                    .stored
+                    .as_ref()
+                    .and_then(|s| s.etag().map(str::to_string));
+                tx.insert(rec);
+                self.discard_staged(tx, m.staged_key());
+                tx.count(|t| t.failed += 1);
+                return Ok(());
+            }
+        } else {
+            let view = crate::schedule::KeyState {
+                in_flight: None,
+                ..tx.meta.state.clone()
+            };
+            if let Admission::Superseded { by } = admit(&view, &me) {
+                self.supersede_new(tx, &OlderWrite::from(m), by);
+                return Ok(());
+            }
+            let last = tx.last_held().cloned();
+            if let Some(last) =
+                last.filter(|l| !tx.is_conditional(&l.id) || active(Bug::ConditionFolded))
+            {
+                tx.end_id(self.host, &last, End::Superseded { by: m.id.clone() })?;
+                tx.unhold(&last.id);
+            }
+        }
+        tx.ops.push(Op::PutBody(m.clone()));
+        tx.hold(me, conditional);
+        if active(Bug::SplitEnqueue) {
+            // The defect: the marker lands in a step of its own, before
+            // the body and the held state.
+            self.host.apply(vec![Op::PutUpload(rec)])?;
+        } else {
+            tx.insert(rec);
+        }
+        Ok(())
     }
 
     /// Records a write the scheduler has not seen as superseded at once.

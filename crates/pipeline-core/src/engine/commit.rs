@@ -12,7 +12,7 @@
 
 use crate::engine::planted::{active, Bug};
 use crate::engine::{
-    BlobError, End, Host, Memory, Op, PutBody, RetryDoc, Scheduler, BUSY_RECHECK_MS,
+    BlobError, End, Host, Memory, Op, PutBody, RetryDoc, Scheduler, Stored, BUSY_RECHECK_MS,
     GARBAGE_PER_RUN, WATCHDOG_MS,
 };
 use crate::error::ApiError;
@@ -75,7 +75,7 @@ impl<H: Host> Scheduler<'_, H> {
             }
             tx.end_id(
                 self.host,
-                &p.id,
+                &p,
                 End::failed(
                     "body_missing",
                     "the write's body was lost before it could be committed",
@@ -84,6 +84,38 @@ impl<H: Host> Scheduler<'_, H> {
             tx.apply(self.host)?;
             return Ok(());
         };
+        if let Some(cond) = &msg.condition {
+            // Evaluated against the stored object, known to this scheduler
+            // (the key's only writer) or learnt with a head.
+            let stored = match self.host.meta()?.stored {
+                Some(s) => s,
+                None => {
+                    let head = self.host.head(&msg.key).await;
+                    if !self.still_due(&p)? {
+                        return Ok(());
+                    }
+                    match head {
+                        Ok(h) => h.map_or(Stored::Absent, |h| Stored::Object { etag: h.etag }),
+                        Err(e) => return self.settle(&p, Err(e), self.host.now_ms()),
+                    }
+                }
+            };
+            let mut tx = self.begin()?;
+            tx.meta.stored = Some(stored.clone());
+            if !cond.holds(stored.etag()) && !active(Bug::ConditionIgnored) {
+                tx.end_id(
+                    self.host,
+                    &p,
+                    End::ConditionFailed {
+                        current_etag: stored.etag().map(str::to_string),
+                    },
+                )?;
+                tx.unhold(&p.id);
+                tx.apply(self.host)?;
+                return Ok(());
+            }
+            tx.apply(self.host)?;
+        }
         let early_start = self.host.now_ms();
         let body = match &msg.body {
             BodyRef::Empty => PutBody::Empty,
@@ -102,18 +134,10 @@ impl<H: Host> Scheduler<'_, H> {
                     self.start(&p, early_start)?;
                 }
                 let opened = self.host.open_staged(staged_key).await;
-                if !active(Bug::StartBeforeGet) {
-                    // Other events ran during the GET: is `p` still the
-                    // write to make, and is the slot still free?
-                    let meta = self.host.meta()?;
-                    let now = self.host.now_ms();
-                    let still = meta.state.pending.as_ref() == Some(&p)
-                        && meta.state.in_flight.is_none()
-                        && !self.mem.busy.get()
-                        && Self::pending_due(&meta, now).is_some_and(|d| d <= now);
-                    if !still {
-                        return Ok(());
-                    }
+                // Other events ran during the GET: is `p` still the write
+                // to make, and is the slot still free?
+                if !active(Bug::StartBeforeGet) && !self.still_due(&p)? {
+                    return Ok(());
                 }
                 match opened {
                     Ok(Some(s)) => PutBody::Stream(s),
@@ -153,6 +177,16 @@ impl<H: Host> Scheduler<'_, H> {
         Ok(())
     }
 
+    /// After an await: is `p` still the pending write, with the slot free?
+    fn still_due(&self, p: &WriteRef) -> Result<bool, ApiError> {
+        let meta = self.host.meta()?;
+        let now = self.host.now_ms();
+        Ok(meta.state.pending.as_ref() == Some(p)
+            && meta.state.in_flight.is_none()
+            && !self.mem.busy.get()
+            && Self::pending_due(&meta, now).is_some_and(|d| d <= now))
+    }
+
     /// Records the outcome of `p`'s R2 write that started at `start`.
     fn settle(
         &self,
@@ -170,17 +204,24 @@ impl<H: Host> Scheduler<'_, H> {
         match result {
             Ok(etag) => {
                 tx.meta.state.watermark = tx.meta.state.watermark.clone().max(Some(p.clone()));
+                tx.meta.stored = Some(match &etag {
+                    Some(e) => Stored::Object { etag: e.clone() },
+                    None => Stored::Absent,
+                });
                 tx.end_id(
                     self.host,
-                    &p.id,
+                    p,
                     End::Committed {
                         start_ms: start,
-                        etag,
+                        etag: etag.clone(),
                     },
                 )?;
-                supersede_older_pending(self.host, &mut tx, p)?;
+                tx.unhold(&p.id);
+                end_older_held(self.host, &mut tx, p, etag.as_deref())?;
             }
             Err(err) => {
+                // A failed write may still have changed R2: learn it anew.
+                tx.meta.stored = None;
                 let mut retry = if tx.meta.retry.id == p.id {
                     tx.meta.retry.clone()
                 } else {
@@ -190,34 +231,31 @@ impl<H: Host> Scheduler<'_, H> {
                     }
                 };
                 retry.attempts += 1;
-                let pending = tx.meta.state.pending.clone();
-                match pending {
-                    Some(newer) if newer > *p => {
-                        // A newer write arrived meanwhile: it replaces this one.
-                        tx.end_id(self.host, &p.id, End::Superseded { by: newer.id })?;
-                    }
-                    _ if matches!(err, BlobError::Permanent(_))
-                        || retry.attempts >= self.cfg.max_commit_attempts =>
-                    {
-                        tx.end_id(
-                            self.host,
-                            &p.id,
-                            End::failed(
-                                "r2_write_failed",
-                                format!("R2 write failed {} times: {err}", retry.attempts),
-                            ),
-                        )?;
-                        tx.meta.retry = RetryDoc::default();
-                    }
-                    older => {
-                        if let Some(o) = older {
-                            // Held while `p` was in flight; `p` is newer.
-                            tx.end_id(self.host, &o.id, End::Superseded { by: p.id.clone() })?;
-                        }
-                        retry.retry_at_ms = tx.now + commit_backoff_ms(retry.attempts);
-                        tx.meta.state.pending = Some(p.clone());
-                        tx.meta.retry = retry;
-                    }
+                let newer_plain =
+                    tx.meta.state.pending.clone().filter(|n| {
+                        *n > *p && !tx.is_conditional(&n.id) && !tx.is_conditional(&p.id)
+                    });
+                if let Some(newer) = newer_plain {
+                    // A newer write arrived meanwhile: it replaces this one.
+                    tx.end_id(self.host, p, End::Superseded { by: newer.id })?;
+                    tx.unhold(&p.id);
+                } else if matches!(err, BlobError::Permanent(_))
+                    || retry.attempts >= self.cfg.max_commit_attempts
+                {
+                    tx.end_id(
+                        self.host,
+                        p,
+                        End::failed(
+                            "r2_write_failed",
+                            format!("R2 write failed {} times: {err}", retry.attempts),
+                        ),
+                    )?;
+                    tx.meta.retry = RetryDoc::default();
+                    tx.unhold(&p.id);
+                } else {
+                    retry.retry_at_ms = tx.now + commit_backoff_ms(retry.attempts);
+                    tx.meta.retry = retry;
+                    requeue_front(self.host, &mut tx, p)?;
                 }
             }
         }
@@ -226,24 +264,56 @@ impl<H: Host> Scheduler<'_, H> {
     }
 }
 
-/// A pending write older than `landed` (held while `landed` was in
-/// flight) is superseded now that `landed` is in R2.
-pub(crate) fn supersede_older_pending(
+/// Puts `p` back at the front of the held writes (to be tried again). A
+/// write held meanwhile that is older than `p` (a late arrival) is
+/// superseded by it; a newer one waits behind it.
+pub(crate) fn requeue_front(
+    host: &impl Host,
+    tx: &mut crate::engine::Tx,
+    p: &WriteRef,
+) -> Result<(), ApiError> {
+    if let Some(x) = tx.meta.state.pending.take() {
+        if x < *p && !tx.is_conditional(&x.id) {
+            tx.end_id(host, &x, End::Superseded { by: p.id.clone() })?;
+            tx.meta.state.conditional.retain(|c| *c != x.id);
+        } else {
+            tx.meta.state.line.insert(0, x);
+        }
+    }
+    tx.meta.state.pending = Some(p.clone());
+    Ok(())
+}
+
+/// Held writes older than `landed` (late arrivals held while it was in
+/// flight) end now that it is in R2: superseded by it, or, for a
+/// conditional write (never written after a newer one), failed with
+/// `precondition_failed` and the ETag `landed` left.
+pub(crate) fn end_older_held(
     host: &impl Host,
     tx: &mut crate::engine::Tx,
     landed: &WriteRef,
+    etag: Option<&str>,
 ) -> Result<(), ApiError> {
-    if let Some(p) = tx.meta.state.pending.clone() {
-        if p < *landed {
-            tx.meta.state.pending = None;
-            tx.end_id(
-                host,
-                &p.id,
-                End::Superseded {
-                    by: landed.id.clone(),
-                },
-            )?;
-        }
+    let st = &tx.meta.state;
+    let older: Vec<WriteRef> = st
+        .pending
+        .iter()
+        .chain(st.line.iter())
+        .filter(|w| **w < *landed)
+        .cloned()
+        .collect();
+    for w in older {
+        let end = if tx.is_conditional(&w.id) {
+            End::ConditionFailed {
+                current_etag: etag.map(str::to_string),
+            }
+        } else {
+            End::Superseded {
+                by: landed.id.clone(),
+            }
+        };
+        tx.end_id(host, &w, end)?;
+        tx.unhold(&w.id);
     }
     Ok(())
 }

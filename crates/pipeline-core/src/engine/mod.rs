@@ -33,7 +33,9 @@ pub mod sync;
 use std::cell::Cell;
 
 pub use io::{BlobError, Blobs, Clock, HostError, PutBody, StatsSink, StoredHead};
-pub use store::{IdemRecord, Meta, Op, RetryDoc, StatsDoc, Store, StoreError, UploadRecord, Via};
+pub use store::{
+    IdemRecord, Meta, Op, RetryDoc, StatsDoc, Store, StoreError, Stored, UploadRecord, Via,
+};
 
 use crate::error::ApiError;
 use crate::id::WriteOp;
@@ -183,6 +185,15 @@ impl Tx {
                 rec.error_message = Some(message);
                 self.count(|t| t.failed += 1);
             }
+            End::ConditionFailed { current_etag } => {
+                rec.state = UploadState::Failed;
+                rec.error_code = Some("precondition_failed".into());
+                rec.error_message = Some(
+                    "the write's condition did not hold against the object stored when it was committed".into(),
+                );
+                rec.current_etag = current_etag;
+                self.count(|t| t.failed += 1);
+            }
         }
         self.drop_body(store, &rec.id)?;
         if let Some(k) = rec.staged_key.take() {
@@ -192,11 +203,57 @@ impl Tx {
         Ok(())
     }
 
-    /// Ends the stored write `id`, if it exists and is not terminal yet.
-    pub fn end_id(&mut self, store: &impl Store, id: &str, end: End) -> Result<(), StoreError> {
-        match store.upload(id)? {
+    /// Ends the stored write `w`, if it exists and is not terminal yet.
+    pub fn end_id(&mut self, store: &impl Store, w: &WriteRef, end: End) -> Result<(), StoreError> {
+        match store.upload(&w.id, w.accepted_ms)? {
             Some(rec) if !rec.state.is_terminal() => self.end(store, rec, end),
             _ => Ok(()),
+        }
+    }
+
+    /// Holds `w` behind what is held (as pending when nothing is).
+    pub fn hold(&mut self, w: WriteRef, conditional: bool) {
+        if conditional {
+            self.meta.state.conditional.push(w.id.clone());
+        }
+        if self.meta.state.pending.is_none() && self.meta.state.line.is_empty() {
+            self.meta.state.pending = Some(w);
+        } else {
+            self.meta.state.line.push(w);
+        }
+    }
+
+    /// The last held write (the one a newer write would follow).
+    pub fn last_held(&self) -> Option<&WriteRef> {
+        self.meta
+            .state
+            .line
+            .last()
+            .or(self.meta.state.pending.as_ref())
+    }
+
+    /// Whether the held write `id` carries a condition.
+    pub fn is_conditional(&self, id: &str) -> bool {
+        self.meta.state.conditional.iter().any(|c| c == id)
+    }
+
+    /// Takes `id` out of the held writes (pending or line) and moves the
+    /// line up.
+    pub fn unhold(&mut self, id: &str) {
+        let st = &mut self.meta.state;
+        if st.pending.as_ref().is_some_and(|p| p.id == id) {
+            st.pending = None;
+        }
+        st.line.retain(|w| w.id != id);
+        st.conditional.retain(|c| c != id);
+        self.advance();
+    }
+
+    /// Moves the line's first write up to pending when nothing is pending.
+    pub fn advance(&mut self) {
+        let st = &mut self.meta.state;
+        if st.pending.is_none() && !st.line.is_empty() {
+            st.pending = Some(st.line.remove(0));
         }
     }
 
@@ -215,9 +272,22 @@ impl Tx {
 /// How a write ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
-    Committed { start_ms: i64, etag: Option<String> },
-    Superseded { by: String },
-    Failed { code: String, message: String },
+    Committed {
+        start_ms: i64,
+        etag: Option<String>,
+    },
+    Superseded {
+        by: String,
+    },
+    Failed {
+        code: String,
+        message: String,
+    },
+    /// `If-Match` / `If-None-Match` did not hold: failed with
+    /// `precondition_failed`; the object is unchanged.
+    ConditionFailed {
+        current_etag: Option<String>,
+    },
 }
 
 impl End {
@@ -253,6 +323,7 @@ pub fn new_record(
         error_message: None,
         updated_ms: now,
         staged_key: None,
+        current_etag: None,
     }
 }
 
@@ -273,6 +344,7 @@ impl<'a, H: Host> Scheduler<'a, H> {
         [&meta.state.watermark, &meta.state.pending]
             .into_iter()
             .flatten()
+            .chain(meta.state.line.iter())
             .max()
     }
 

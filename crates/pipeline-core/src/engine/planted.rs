@@ -36,11 +36,17 @@ pub enum Bug {
     /// The consumer retries an unreachable scheduler after a constant 2 s,
     /// so a short outage turns accepted writes into `failed`.
     ConstantRetryDelay,
+    /// A conditional write is committed without evaluating its condition
+    /// (the lost update conditional writes exist to prevent).
+    ConditionIgnored,
+    /// Conditional writes are coalesced like others: a newer write
+    /// supersedes a held conditional one.
+    ConditionFolded,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 10] = [
         Bug::StaleRecovery,
         Bug::SyncSupersedesEarly,
         Bug::ClaimBeforeSend,
@@ -49,6 +55,8 @@ impl Bug {
         Bug::SplitEnqueue,
         Bug::RecountAfterPrune,
         Bug::ConstantRetryDelay,
+        Bug::ConditionIgnored,
+        Bug::ConditionFolded,
     ];
 }
 

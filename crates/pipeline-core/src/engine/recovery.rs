@@ -15,9 +15,9 @@
 //! state read *after* it, and only if that write is still the one in
 //! flight.
 
-use crate::engine::commit::supersede_older_pending;
+use crate::engine::commit::{end_older_held, requeue_front};
 use crate::engine::planted::{active, Bug};
-use crate::engine::{End, Host, Scheduler, Tx, LANDING_GRACE_MS};
+use crate::engine::{End, Host, Scheduler, Stored, Tx, LANDING_GRACE_MS};
 use crate::error::ApiError;
 use crate::id::WriteOp;
 use crate::schedule::WriteRef;
@@ -33,7 +33,7 @@ impl<H: Host> Scheduler<'_, H> {
         let Some(key) = before.meta.key.clone() else {
             return Err(ApiError::Internal("scheduler does not know its key".into()));
         };
-        let rec = self.host.upload(&f.id)?;
+        let rec = self.host.upload(&f.id, f.accepted_ms)?;
         let head = self
             .host
             .head(&key)
@@ -69,39 +69,51 @@ impl<H: Host> Scheduler<'_, H> {
             return Ok(());
         }
         tx.meta.state.in_flight = None;
+        // What R2 holds now, as the head saw it (past the grace, nothing of
+        // the dead instance can still land).
+        tx.meta.stored = Some(match &head {
+            Some(h) => Stored::Object {
+                etag: h.etag.clone(),
+            },
+            None => Stored::Absent,
+        });
         if landed {
             tx.meta.state.watermark = tx.meta.state.watermark.clone().max(Some(f.clone()));
             let etag = head.map(|h| h.etag).filter(|_| op == WriteOp::Put);
             tx.end_id(
                 self.host,
-                &f.id,
+                &f,
                 End::Committed {
                     start_ms: start,
-                    etag,
+                    etag: etag.clone(),
                 },
             )?;
-            supersede_older_pending(self.host, &mut tx, &f)?;
+            tx.unhold(&f.id);
+            end_older_held(self.host, &mut tx, &f, etag.as_deref())?;
         } else if self.host.body(&f.id)?.is_some() {
-            match tx.meta.state.pending.clone() {
-                Some(newer) if newer > f => {
-                    tx.end_id(self.host, &f.id, End::Superseded { by: newer.id })?;
+            let newer_plain = tx
+                .meta
+                .state
+                .pending
+                .clone()
+                .filter(|n| *n > f && !tx.is_conditional(&n.id) && !tx.is_conditional(&f.id));
+            match newer_plain {
+                Some(newer) => {
+                    tx.end_id(self.host, &f, End::Superseded { by: newer.id })?;
+                    tx.unhold(&f.id);
                 }
-                older => {
-                    if let Some(o) = older {
-                        tx.end_id(self.host, &o.id, End::Superseded { by: f.id.clone() })?;
-                    }
-                    tx.meta.state.pending = Some(f);
-                }
+                None => requeue_front(self.host, &mut tx, &f)?,
             }
         } else {
             tx.end_id(
                 self.host,
-                &f.id,
+                &f,
                 End::failed(
                     "interrupted",
                     "the runtime stopped during this synchronous write",
                 ),
             )?;
+            tx.unhold(&f.id);
         }
         tx.apply(self.host)?;
         Ok(())

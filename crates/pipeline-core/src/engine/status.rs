@@ -25,11 +25,12 @@ impl<H: Host> Scheduler<'_, H> {
         let deadline = start + req.wait_ms.max(0);
         let grace = start + STATS_GRACE_MS;
         loop {
-            let row = self.host.upload(&req.id)?;
+            let row = self.host.upload(&req.id, req.accepted_ms)?;
             let now = self.host.now_ms();
             let terminal = row.as_ref().is_some_and(|r| r.state.is_terminal());
             let counted = !terminal || now >= grace || !self.host.meta()?.stats.dirty;
-            if (terminal && counted) || (!terminal && now >= deadline) {
+            let held = req.until_held && row.is_some() && !terminal;
+            if (terminal && counted) || (!terminal && now >= deadline) || held {
                 return match row {
                     Some(r) => Ok(self.status_of(&req, r)?),
                     None if now > req.accepted_ms + req.ttl_ms => Err(ApiError::UploadNotFound(
@@ -47,6 +48,7 @@ impl<H: Host> Scheduler<'_, H> {
                         superseded_by: None,
                         error_code: None,
                         error_message: None,
+                        current_etag: None,
                     }),
                 };
             }
@@ -65,13 +67,15 @@ impl<H: Host> Scheduler<'_, H> {
             key: req.key.clone(),
             state: r.state,
             accepted_ms: r.accepted_ms,
-            size: r.size,
+            // The sealed claims are authoritative (compact rows omit it).
+            size: req.size,
             not_before_ms,
             committed_ms: r.committed_ms,
             etag: r.etag,
             superseded_by: r.superseded_by,
             error_code: r.error_code,
             error_message: r.error_message,
+            current_etag: r.current_etag,
         })
     }
 
@@ -85,6 +89,7 @@ impl<H: Host> Scheduler<'_, H> {
         let held = [st.pending.clone(), st.in_flight.clone()]
             .into_iter()
             .flatten()
+            .chain(st.line.iter().cloned())
             .max();
         Ok(match held {
             Some(h) if st.watermark.as_ref().is_none_or(|w| h > *w) => self.host.body(&h.id)?,

@@ -47,6 +47,29 @@ pub struct Meta {
     pub state: KeyState,
     pub retry: RetryDoc,
     pub stats: StatsDoc,
+    /// What R2 holds under the key, as far as this scheduler (its only
+    /// writer) knows: `None` when unknown (first use, after a crash), then
+    /// learnt with a head before a conditional write is evaluated.
+    #[serde(default)]
+    pub stored: Option<Stored>,
+}
+
+/// The object stored under the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Stored {
+    Absent,
+    Object { etag: String },
+}
+
+impl Stored {
+    /// The stored ETag, if an object is stored.
+    pub fn etag(&self) -> Option<&str> {
+        match self {
+            Stored::Absent => None,
+            Stored::Object { etag } => Some(etag),
+        }
+    }
 }
 
 /// How a write reached its scheduler: through the queue, or a synchronous
@@ -78,6 +101,9 @@ pub struct UploadRecord {
     /// their message): deleted when the write ends, even after a crash.
     #[serde(default)]
     pub staged_key: Option<String>,
+    /// For a write that failed its condition: the stored ETag then.
+    #[serde(default)]
+    pub current_etag: Option<String>,
 }
 
 /// An `Idempotency-Key` and the id that holds it.
@@ -101,8 +127,9 @@ pub enum Op {
     AddGarbage(String),
     RemoveGarbage(String),
     PutIdem(IdemRecord),
-    /// Terminal upload rows last changed before `uploads_before`, and
-    /// idempotency keys created before `idem_before`.
+    /// Terminal upload rows last changed before `uploads_before` (a
+    /// superseded row: accepted before it; its status answers 404 from
+    /// then on anyway), and idempotency keys created before `idem_before`.
     Prune {
         uploads_before: i64,
         idem_before: i64,
@@ -116,11 +143,14 @@ pub trait Store {
     /// # Errors
     /// [`StoreError`] when storage cannot be read.
     fn meta(&self) -> Result<Meta, StoreError>;
-    /// An upload's row.
+    /// An upload's row. `accepted_ms` (from the id's sealed claims or the
+    /// message) lets a store keep superseded writes compactly, keyed by
+    /// acceptance time and a fingerprint of the id; such a row comes back
+    /// with `size` 0 and `op` put (nothing reads them).
     ///
     /// # Errors
     /// As [`Store::meta`].
-    fn upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError>;
+    fn upload(&self, id: &str, accepted_ms: i64) -> Result<Option<UploadRecord>, StoreError>;
     /// A held write's message (and so its body).
     ///
     /// # Errors

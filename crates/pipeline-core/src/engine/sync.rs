@@ -10,9 +10,11 @@
 //! Older pending writes are superseded only after the sync write landed:
 //! if it fails, they are still committed.
 
-use crate::engine::commit::{supersede_older_pending, write};
+use crate::engine::commit::{end_older_held, write};
 use crate::engine::planted::{active, Bug};
-use crate::engine::{new_record, BlobError, End, Host, Op, PutBody, Scheduler, Via, WATCHDOG_MS};
+use crate::engine::{
+    new_record, BlobError, End, Host, Op, PutBody, Scheduler, Stored, Via, WATCHDOG_MS,
+};
 use crate::error::ApiError;
 use crate::message::BodyRef;
 use crate::protocol::{SyncReply, SyncRequest};
@@ -60,6 +62,31 @@ impl<H: Host> Scheduler<'_, H> {
         mut decision: SyncDecision,
         mut now: i64,
     ) -> Result<SyncReply, ApiError> {
+        if let (SyncDecision::Go { .. }, Some(cond)) = (&decision, &msg.condition) {
+            // Evaluated at once, against what is stored now.
+            let stored = match self.host.meta()?.stored {
+                Some(s) => s,
+                None => match self.host.head(&msg.key).await {
+                    Ok(h) => {
+                        // Other events ran during the head: decide again.
+                        (decision, now) = self.sync_decision(me)?;
+                        h.map_or(Stored::Absent, |h| Stored::Object { etag: h.etag })
+                    }
+                    Err(e) => return self.sync_refused(msg, e.to_string()),
+                },
+            };
+            if matches!(decision, SyncDecision::Go { .. }) && !cond.holds(stored.etag()) {
+                let mut tx = self.begin()?;
+                if let Some(k) = msg.staged_key() {
+                    tx.ops.push(Op::AddGarbage(k.to_string()));
+                }
+                tx.meta.stored = Some(stored.clone());
+                tx.apply(self.host)?;
+                return Ok(SyncReply::PreconditionFailed {
+                    current_etag: stored.etag().map(str::to_string),
+                });
+            }
+        }
         let mut body = PutBody::Empty;
         if let SyncDecision::Go { .. } = decision {
             match &msg.body {
@@ -117,7 +144,7 @@ impl<H: Host> Scheduler<'_, H> {
         tx.insert(rec);
         tx.count(|t| t.accepted += 1);
         if active(Bug::SyncSupersedesEarly) {
-            if let Some(old) = supersedes {
+            if let (Some(_), Some(old)) = (supersedes, tx.meta.state.pending.clone()) {
                 tx.end_id(self.host, &old, End::Superseded { by: msg.id.clone() })?;
                 tx.meta.state.pending = None;
             }
@@ -138,26 +165,27 @@ impl<H: Host> Scheduler<'_, H> {
         let reply = match result {
             Ok(etag) => {
                 tx.meta.state.watermark = tx.meta.state.watermark.clone().max(Some(me.clone()));
+                tx.meta.stored = Some(match &etag {
+                    Some(e) => Stored::Object { etag: e.clone() },
+                    None => Stored::Absent,
+                });
                 tx.end_id(
                     self.host,
-                    &msg.id,
+                    me,
                     End::Committed {
                         start_ms: now,
                         etag: etag.clone(),
                     },
                 )?;
-                supersede_older_pending(self.host, &mut tx, me)?;
+                end_older_held(self.host, &mut tx, me, etag.as_deref())?;
                 SyncReply::Committed {
                     etag,
                     committed_ms: now,
                 }
             }
             Err(e) => {
-                tx.end_id(
-                    self.host,
-                    &msg.id,
-                    End::failed("r2_write_failed", e.to_string()),
-                )?;
+                tx.meta.stored = None;
+                tx.end_id(self.host, me, End::failed("r2_write_failed", e.to_string()))?;
                 SyncReply::Failed {
                     message: e.to_string(),
                 }
