@@ -221,6 +221,26 @@ pub struct StormResult {
     pub config: StormConfig,
     /// Pipeline, naive direct write, sync mode.
     pub routes: Vec<StormRoute>,
+    /// How soon a client learns its write ended: `Prefer: wait` against
+    /// polling the status, under the same storm.
+    pub completion: Option<Completion>,
+}
+
+/// Time from sending a write to knowing its terminal state, ms.
+#[derive(Debug, Clone, Serialize)]
+pub struct Completion {
+    /// `PUT` with `Prefer: wait=30`: the answer carries the final status.
+    pub prefer_wait: Summary,
+    /// Of those, the writes that ended committed.
+    pub prefer_wait_committed: Summary,
+    /// `PUT` (202), then `GET /uploads/{id}?wait=30` until terminal.
+    pub polling: Summary,
+    /// Of those, the writes that ended committed.
+    pub polling_committed: Summary,
+    /// Answers that were not a terminal status (a 202 after the wait, or
+    /// an error), per approach.
+    pub prefer_not_terminal: usize,
+    pub polling_not_terminal: usize,
 }
 
 impl StormResult {
@@ -577,6 +597,74 @@ fn report_line(r: &StormRoute) {
     );
 }
 
+/// One write and how it ended: its state and whether it is terminal.
+struct Ended {
+    committed: bool,
+}
+
+/// The same storm, half the clients using `Prefer: wait`, half polling:
+/// time from sending each write to knowing it ended.
+fn completion(ctx: &Ctx, cfg: &StormConfig) -> Completion {
+    let keys: Vec<String> = (0..cfg.keys)
+        .map(|k| ctx.key(&format!("storm/completion/k{k:02}")))
+        .collect();
+    let run = load::run(spec(cfg), "storm: completion", |c, i| {
+        let b = body(&marker("completion", c, i), cfg.body_bytes);
+        let path = format!("/objects/{}", encode_key(&keys[key_of(cfg, c, i)]));
+        if c % 2 == 0 {
+            let r = ctx
+                .client
+                .raw("PUT", &path, &[("Prefer", "wait=30"), ("Content-Type", "application/octet-stream")], Some(&b))
+                .map_err(|e| e.to_string())?;
+            if r.status != 200 {
+                return Err(format!("Prefer: wait answered {}", r.status));
+            }
+            let v = r.json().map_err(|e| e.to_string())?;
+            Ok(Ended {
+                committed: v["state"] == "committed",
+            })
+        } else {
+            let a = ctx
+                .client
+                .put_object(&keys[key_of(cfg, c, i)], &b, &PutOptions::content_type("application/octet-stream"))
+                .map_err(|e| e.to_string())?;
+            loop {
+                let st = ctx.client.upload_status(&a.id, Some(30)).map_err(|e| e.to_string())?;
+                if st.state.is_terminal() {
+                    return Ok(Ended {
+                        committed: st.state == UploadState::Committed,
+                    });
+                }
+            }
+        }
+    });
+    let _ = ctx.wait_drained(ctx.commit_timeout);
+    let pick = |prefer: bool, committed_only: bool| {
+        Summary::of(
+            &run.calls
+                .iter()
+                .filter(|c| (c.client % 2 == 0) == prefer)
+                .filter(|c| matches!(&c.result, Ok(e) if !committed_only || e.committed))
+                .map(|c| c.latency_ms)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let not_terminal = |prefer: bool| {
+        run.calls
+            .iter()
+            .filter(|c| (c.client % 2 == 0) == prefer && c.result.is_err())
+            .count()
+    };
+    Completion {
+        prefer_wait: pick(true, false),
+        prefer_wait_committed: pick(true, true),
+        polling: pick(false, false),
+        polling_committed: pick(false, true),
+        prefer_not_terminal: not_terminal(true),
+        polling_not_terminal: not_terminal(false),
+    }
+}
+
 /// Runs the scenario.
 pub fn run(ctx: &Ctx, cfg: &StormConfig) -> StormResult {
     eprintln!(
@@ -595,8 +683,18 @@ pub fn run(ctx: &Ctx, cfg: &StormConfig) -> StormResult {
     report_line(&n);
     let s = sync(ctx, cfg);
     report_line(&s);
+    let done = completion(ctx, cfg);
+    eprintln!(
+        "  completion: Prefer: wait p50 {:.0} ms p99 {:.0} ms ({} writes; committed p50 {:.0} p99 {:.0}); polling p50 {:.0} ms p99 {:.0} ms ({} writes; committed p50 {:.0} p99 {:.0}); not terminal {} / {}",
+        done.prefer_wait.p50, done.prefer_wait.p99, done.prefer_wait.count,
+        done.prefer_wait_committed.p50, done.prefer_wait_committed.p99,
+        done.polling.p50, done.polling.p99, done.polling.count,
+        done.polling_committed.p50, done.polling_committed.p99,
+        done.prefer_not_terminal, done.polling_not_terminal,
+    );
     StormResult {
         config: *cfg,
         routes: vec![p, n, s],
+        completion: Some(done),
     }
 }
