@@ -12,7 +12,7 @@
 //! the retention window: at 1,000 writes/s on one key, a full row per id
 //! (about 400 bytes with its index) would pass the object's 10 GB within a
 //! day. A superseded write is therefore one row of three integers, keyed by
-//! its acceptance time and a 63-bit fingerprint of its id (both known to
+//! its acceptance time and a 53-bit fingerprint of its id (both known to
 //! every reader: the id's sealed claims carry the time), pointing to the
 //! write that superseded it, whose id is stored once in `supersessors`.
 
@@ -149,15 +149,16 @@ struct SupersessorRow {
     n: i64,
 }
 
-/// A 63-bit fingerprint of an id (the first bytes of its SHA-256). Two ids
-/// accepted in the same millisecond would have to collide for a status to
-/// be misread.
+/// A 53-bit fingerprint of an id (the first bytes of its SHA-256): the
+/// widest integer that crosses into the runtime's SQLite binding exactly
+/// (JavaScript numbers). Two ids accepted in the same millisecond would
+/// have to collide for a status to be misread.
 pub fn fingerprint(id: &str) -> i64 {
     use sha2::{Digest, Sha256};
     let h = Sha256::digest(id.as_bytes());
     let mut b = [0u8; 8];
     b.copy_from_slice(&h[..8]);
-    i64::from_be_bytes(b) & i64::MAX
+    i64::from_be_bytes(b) & ((1i64 << 53) - 1)
 }
 
 /// Whether a row is kept compactly: a queued write that ended superseded.
