@@ -194,6 +194,7 @@ mod tests {
                 body: crate::message::BodyRef::Empty,
                 idempotency_key: None,
                 condition: None,
+                callback_url: None,
             }
             .encode()
         };
@@ -225,6 +226,7 @@ mod tests {
                 body: crate::message::BodyRef::Empty,
                 idempotency_key: idem.map(str::to_string),
                 condition: None,
+                callback_url: None,
             }
             .encode()
         };

@@ -28,4 +28,5 @@ pub mod stats;
 pub mod stats_push;
 pub mod status;
 pub mod time;
+pub mod webhook;
 pub mod write_condition;

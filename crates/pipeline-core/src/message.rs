@@ -16,6 +16,8 @@ use crate::meta::ObjectMeta;
 
 /// Message format version.
 pub const MESSAGE_VERSION: u8 = 1;
+/// The longest callback URL accepted.
+pub const MAX_CALLBACK_URL_BYTES: usize = 2048;
 /// Where staged bodies live, under the reserved prefix.
 pub const STAGING_PREFIX: &str = "_pipeline/staging/";
 
@@ -62,6 +64,11 @@ pub struct WriteMessage {
     /// committed, against the object stored then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<crate::write_condition::WriteCondition>,
+    /// Where the write's terminal state is POSTed (`Callback-Url` or the
+    /// deployment's `WEBHOOK_URL`), checked against the allowed origins
+    /// when accepted and again before each delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 /// Why a message cannot be processed; the write is failed with this reason.
@@ -102,6 +109,11 @@ impl WriteMessage {
         if let Some(k) = &m.idempotency_key {
             crate::meta::validate_idempotency_key(k)
                 .map_err(|_| field("idempotency_key", "not 1 to 255 visible ASCII characters"))?;
+        }
+        if let Some(u) = &m.callback_url {
+            if u.len() > MAX_CALLBACK_URL_BYTES || crate::webhook::origin_of(u).is_none() {
+                return Err(field("callback_url", "not an absolute http(s) URL"));
+            }
         }
         if m.accepted_ms < 0 {
             return Err(field("accepted_ms", "negative"));
@@ -193,6 +205,7 @@ mod tests {
             body: WriteMessage::inline(body),
             idempotency_key: None,
             condition: None,
+            callback_url: None,
         }
     }
 

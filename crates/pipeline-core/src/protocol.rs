@@ -26,6 +26,11 @@ pub mod bindings {
     pub const UPLOADS: &str = "UPLOADS";
     /// The dead letter queue (for poison messages forwarded at once).
     pub const DEAD_LETTERS: &str = "DEAD_LETTERS";
+    /// The webhook delivery queue.
+    pub const WEBHOOKS: &str = "WEBHOOKS";
+    /// Commit events for downstream Workers (optional: without the
+    /// binding no events are produced).
+    pub const EVENTS: &str = "EVENTS";
 }
 
 /// One call to a Durable Object: a JSON request `POST`ed to [`Call::PATH`],
@@ -63,6 +68,9 @@ pub struct OlderWrite {
     pub staged_key: Option<String>,
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Its webhook, if it has one: told that it was superseded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 impl From<&WriteMessage> for OlderWrite {
@@ -74,6 +82,7 @@ impl From<&WriteMessage> for OlderWrite {
             op: m.op,
             staged_key: m.staged_key().map(str::to_string),
             idempotency_key: m.idempotency_key.clone(),
+            callback_url: m.callback_url.clone(),
         }
     }
 }
@@ -116,6 +125,9 @@ pub struct FailRequest {
     pub idempotency_key: Option<String>,
     pub code: String,
     pub message: String,
+    /// Its webhook, if it has one: told that it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 /// What the scheduler did with a dead letter.
@@ -146,6 +158,29 @@ pub struct ClaimReply {
     pub holder: String,
 }
 call!(ClaimRequest => ClaimReply, "/idempotency/claim");
+
+/// Webhook consumer → scheduler: how a delivery of `id`'s webhook went.
+/// `Retrying` and `Delivered` count one try each; `Failed` (the queue gave
+/// up) counts none. Once `delivered`, later reports change nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallbackReport {
+    pub id: String,
+    pub accepted_ms: i64,
+    pub outcome: CallbackOutcome,
+}
+
+/// One delivery's outcome, as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackOutcome {
+    /// Answered 2xx.
+    Delivered,
+    /// Not 2xx (or no answer): to be tried again.
+    Retrying,
+    /// The queue gave up (dead letter).
+    Failed,
+}
+call!(CallbackReport => Ack, "/callback");
 
 /// Reader → scheduler: the newest accepted write it holds, if newer than
 /// the stored object (`?consistency=latest`).

@@ -52,6 +52,44 @@ impl UploadState {
     }
 }
 
+/// Where a write's webhook is (`"callback"` in its status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackState {
+    /// Not yet delivered (from acceptance until a delivery is reported).
+    Pending,
+    /// A delivery was answered 2xx.
+    Delivered,
+    /// Every try failed; the queue gave up.
+    Failed,
+}
+
+impl CallbackState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackState::Pending => "pending",
+            CallbackState::Delivered => "delivered",
+            CallbackState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => CallbackState::Pending,
+            "delivered" => CallbackState::Delivered,
+            "failed" => CallbackState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A write's webhook delivery: its state and the tries reported so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackStatus {
+    pub state: CallbackState,
+    pub attempts: u32,
+}
+
 /// Everything the status route reports about one id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadStatus {
@@ -76,6 +114,9 @@ pub struct UploadStatus {
     /// then (absent when no object was stored).
     #[serde(default)]
     pub current_etag: Option<String>,
+    /// For a write with a callback URL: its delivery.
+    #[serde(default)]
+    pub callback: Option<CallbackStatus>,
 }
 
 impl UploadStatus {
@@ -119,6 +160,12 @@ impl UploadStatus {
                 }
             }
         }
+        if let Some(c) = &self.callback {
+            m.insert(
+                "callback".into(),
+                json!({"state": c.state.as_str(), "attempts": c.attempts}),
+            );
+        }
         Value::Object(m)
     }
 }
@@ -141,6 +188,7 @@ mod tests {
             error_code: Some("r2_write_failed".into()),
             error_message: Some("boom".into()),
             current_etag: None,
+            callback: None,
         }
     }
 
@@ -162,6 +210,16 @@ mod tests {
         );
         let f = status(UploadState::Failed).to_json();
         assert_eq!(f["error"]["code"], "r2_write_failed");
+        assert!(f.get("callback").is_none());
+        let mut d = status(UploadState::Committed);
+        d.callback = Some(CallbackStatus {
+            state: CallbackState::Delivered,
+            attempts: 2,
+        });
+        assert_eq!(
+            d.to_json()["callback"],
+            json!({"state": "delivered", "attempts": 2})
+        );
         for st in ["queued", "scheduled", "committed", "superseded", "failed"] {
             assert_eq!(UploadState::parse(st).map(UploadState::as_str), Some(st));
         }
@@ -199,7 +257,7 @@ mod fuzz {
                 id: "i".into(), key: "k".into(), state, accepted_ms: accepted, size,
                 not_before_ms: opt, committed_ms: opt, etag: text.clone(),
                 superseded_by: text.clone(), error_code: text.clone(), error_message: text,
-                current_etag: None,
+                current_etag: None, callback: None,
             };
             let v = s.to_json();
             for f in ["id", "key", "state", "accepted_at", "size"] {

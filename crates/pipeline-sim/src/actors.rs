@@ -158,7 +158,17 @@ fn message(
         body,
         idempotency_key: idem,
         condition,
+        callback_url: None,
     }
+}
+
+/// Gives some async writes a callback URL (recorded in the ledger).
+fn with_callback(world: &World, mut msg: WriteMessage) -> WriteMessage {
+    if world.chance(world.cfg.p_callback) {
+        msg.callback_url = Some(format!("https://hooks.sim/{}", msg.id));
+        world.ledger.borrow_mut().callbacks.insert(msg.id.clone());
+    }
+    msg
 }
 
 struct SimProducer(Rc<World>);
@@ -241,7 +251,10 @@ async fn async_write(
     } else {
         WriteMessage::inline(&bytes)
     };
-    let msg = message(&id, &key, accepted_ms, op, &bytes, body, idem.clone(), None);
+    let msg = with_callback(
+        &world,
+        message(&id, &key, accepted_ms, op, &bytes, body, idem.clone(), None),
+    );
     match enqueue(&SimProducer(world.clone()), &msg).await {
         Ok(e) => {
             world.trace(format!(
@@ -290,15 +303,18 @@ async fn read_modify_write(world: Rc<World>, key: String) {
             .conditions
             .insert(id.clone(), condition.clone());
         let body = WriteMessage::inline(&bytes);
-        let msg = message(
-            &id,
-            &key,
-            accepted_ms,
-            WriteOp::Put,
-            &bytes,
-            body,
-            None,
-            Some(condition),
+        let msg = with_callback(
+            &world,
+            message(
+                &id,
+                &key,
+                accepted_ms,
+                WriteOp::Put,
+                &bytes,
+                body,
+                None,
+                Some(condition),
+            ),
         );
         match enqueue(&SimProducer(world.clone()), &msg).await {
             Ok(e) => {
@@ -639,6 +655,7 @@ async fn dead_letter_one(world: Rc<World>, m: QMsg) {
                 idempotency_key: msg.idempotency_key.clone(),
                 code: "dead_lettered".into(),
                 message: reason,
+                callback_url: msg.callback_url.clone(),
             };
             let slot = world.call_object(obj_of(&world, &msg.key), move |world, obj| {
                 Box::pin(async move {

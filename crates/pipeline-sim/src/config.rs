@@ -44,6 +44,12 @@ pub struct SimConfig {
     pub max_retries: u32,
     pub status_ttl_ms: i64,
     pub trace_lines: usize,
+    /// An async write carries a callback URL.
+    pub p_callback: f64,
+    /// Commit events are on (the `EVENTS` queue is bound).
+    pub events: bool,
+    /// The webhook or event queue refuses a send.
+    pub p_notify_fail: f64,
 }
 
 impl SimConfig {
@@ -92,6 +98,9 @@ impl SimConfig {
             // and than a held write can wait (landing grace, retries).
             status_ttl_ms: r.range(tolerated * 2, tolerated * 3).max(120_000),
             trace_lines: 40,
+            p_callback: [0.0, 0.3, 1.0][r.below(3)],
+            events: r.chance(0.5),
+            p_notify_fail: [0.0, 0.1, 0.4][r.below(3)],
         }
     }
 }

@@ -7,8 +7,8 @@
 use std::rc::Rc;
 
 use pipeline_core::engine::{
-    BlobError, Blobs, Clock, HostError, IdemRecord, Meta, Op, PutBody, StatsSink, Store,
-    StoreError, StoredHead, UploadRecord,
+    BlobError, Blobs, Clock, HostError, IdemRecord, Meta, Notifier, Op, OutboxEntry, PutBody,
+    StatsSink, Store, StoreError, StoredHead, UploadRecord,
 };
 use pipeline_core::message::WriteMessage;
 use pipeline_core::stats::Totals;
@@ -53,6 +53,9 @@ impl Store for SimHost {
     }
     fn garbage(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         self.world.objects.borrow()[self.obj].store.garbage(limit)
+    }
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.world.objects.borrow()[self.obj].store.outbox(limit)
     }
     fn oldest_prunable(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
         self.world.objects.borrow()[self.obj]
@@ -184,6 +187,20 @@ impl StatsSink for SimHost {
         {
             IoResult::Unit(Ok(())) => Ok(()),
             _ => Err(HostError("stats shard unreachable".into())),
+        }
+    }
+}
+
+impl Notifier for SimHost {
+    async fn notify(&self, entries: &[OutboxEntry]) -> Result<(), HostError> {
+        match self
+            .io(Io::Notify {
+                entries: entries.to_vec(),
+            })
+            .await
+        {
+            IoResult::Unit(Ok(())) => Ok(()),
+            _ => Err(HostError("queue refused the send".into())),
         }
     }
 }

@@ -23,7 +23,11 @@
 //! superseded by a newer one that was admitted and ended, never by a sync
 //! write that failed; no staged
 //! body, garbage, body or status row is left (storage is bounded by the
-//! retention window); `/stats` equals the terminal counts; every id an
+//! retention window); every write with a callback that ended had its
+//! event (of its terminal state) taken by the webhook queue at least once,
+//! and with commit events on every ended write had one in the event queue,
+//! no event names another state, and no outbox entry is left;
+//! `/stats` equals the terminal counts; every id an
 //! idempotent repeat was answered with was enqueued, one per key.
 
 pub mod actors;
@@ -56,6 +60,10 @@ pub struct Report {
     pub superseded: usize,
     pub failed: usize,
     pub r2_writes: u64,
+    /// Distinct webhook events the webhook queue took.
+    pub webhooks: usize,
+    /// Distinct commit events the event queue took.
+    pub events_sent: usize,
     pub faults: model::Faults,
 }
 
@@ -143,6 +151,8 @@ pub fn run_with(cfg: SimConfig) -> Result<Report, Failure> {
         superseded: count(UploadState::Superseded),
         failed: count(UploadState::Failed),
         r2_writes,
+        webhooks: l.webhooks.len(),
+        events_sent: l.events.len(),
         faults: l.faults,
     });
     drop(l);
@@ -227,6 +237,48 @@ fn check_drained(world: &Rc<World>) -> Option<String> {
                 "{id} superseded by the sync write {by}, which failed: nothing newer landed"
             ));
         }
+    }
+    // Every write with a callback that ended had its event taken by the
+    // webhook queue, with its terminal state; with commit events on, every
+    // write that ended had one in the event queue. Nothing stays owed.
+    for (id, e) in &l.ended {
+        let kind = format!("upload.{}", e.0.as_str());
+        let want = (id.clone(), kind.clone());
+        if l.callbacks.contains(id) && !l.webhooks.contains(&want) {
+            return Some(format!(
+                "{id} ended {} with a callback, and no {kind} webhook was sent",
+                e.0.as_str()
+            ));
+        }
+        if world.cfg.events && !l.events.contains(&want) {
+            return Some(format!(
+                "{id} ended {} and no {kind} commit event was sent",
+                e.0.as_str()
+            ));
+        }
+    }
+    for (id, kind) in l.webhooks.iter().chain(l.events.iter()) {
+        match l.ended.get(id) {
+            Some(e) if *kind == format!("upload.{}", e.0.as_str()) => {}
+            other => {
+                return Some(format!(
+                    "an event {kind} was sent for {id}, which ended {:?}",
+                    other.map(|e| e.0.as_str())
+                ))
+            }
+        }
+    }
+    if let Some(o) = world
+        .objects
+        .borrow()
+        .iter()
+        .find(|o| !o.store.borrow().outbox.is_empty())
+    {
+        return Some(format!(
+            "{} keeps {} outbox entries after drain",
+            o.key,
+            o.store.borrow().outbox.len()
+        ));
     }
     // /stats equals the terminal counts.
     let mut t = Totals::default();

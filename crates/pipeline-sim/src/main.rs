@@ -61,6 +61,8 @@ fn main() {
                 totals.superseded += r.superseded;
                 totals.failed += r.failed;
                 totals.r2_writes += r.r2_writes;
+                totals.webhooks += r.webhooks;
+                totals.events_sent += r.events_sent;
                 let f = &mut totals.faults;
                 f.crashes += r.faults.crashes;
                 f.r2_transient += r.faults.r2_transient;
@@ -72,6 +74,7 @@ fn main() {
                 f.late_alarms += r.faults.late_alarms;
                 f.double_alarms += r.faults.double_alarms;
                 f.dead_letters += r.faults.dead_letters;
+                f.notify_failures += r.faults.notify_failures;
             }
             Err(f) => {
                 println!("{f}");
@@ -83,7 +86,7 @@ fn main() {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "simulated {runs} seeds ({first}..{}) in {secs:.1} s: {} events, {:.1} simulated hours, {} writes ({} committed, {} superseded, {} failed), {} R2 writes",
+        "simulated {runs} seeds ({first}..{}) in {secs:.1} s: {} events, {:.1} simulated hours, {} writes ({} committed, {} superseded, {} failed), {} R2 writes, {} webhook events, {} commit events",
         first + runs,
         totals.events,
         totals.simulated_ms as f64 / 3_600_000.0,
@@ -91,7 +94,9 @@ fn main() {
         totals.committed,
         totals.superseded,
         totals.failed,
-        totals.r2_writes
+        totals.r2_writes,
+        totals.webhooks,
+        totals.events_sent
     );
     println!("faults injected: {:?}", totals.faults);
     println!("{runs} passed, 0 failed");

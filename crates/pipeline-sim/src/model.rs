@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use pipeline_core::engine::{IdemRecord, Memory, Meta, Op, Store, StoreError, UploadRecord};
+use pipeline_core::engine::{
+    IdemRecord, Memory, Meta, Op, OutboxEntry, Store, StoreError, UploadRecord,
+};
 use pipeline_core::id::WriteOp;
 use pipeline_core::message::WriteMessage;
 use pipeline_core::schedule::WriteRef;
@@ -30,6 +32,8 @@ pub struct MemStore {
     pub bodies: BTreeMap<String, WriteMessage>,
     pub garbage: BTreeSet<String>,
     pub idem: BTreeMap<String, IdemRecord>,
+    /// Events owed to the queues, in the order recorded.
+    pub outbox: Vec<OutboxEntry>,
 }
 
 impl MemStore {
@@ -56,6 +60,12 @@ impl MemStore {
                 Op::PutIdem(r) => {
                     self.idem.insert(r.idem_key.clone(), r);
                 }
+                Op::PutOutbox(e) => {
+                    if !self.outbox.iter().any(|x| x.msg_id == e.msg_id) {
+                        self.outbox.push(e);
+                    }
+                }
+                Op::RemoveOutbox(id) => self.outbox.retain(|x| x.msg_id != id),
                 Op::Prune {
                     uploads_before,
                     idem_before,
@@ -99,6 +109,9 @@ impl Store for ObjStore {
     }
     fn garbage(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         Ok(self.borrow().garbage.iter().take(limit).cloned().collect())
+    }
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(self.borrow().outbox.iter().take(limit).cloned().collect())
     }
     fn oldest_prunable(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
         let s = self.borrow();
@@ -200,6 +213,14 @@ pub struct Ledger {
     pub conditions: BTreeMap<String, pipeline_core::write_condition::WriteCondition>,
     /// Read-modify-write increments that committed.
     pub increments: u64,
+    /// Ids whose write carried a callback URL.
+    pub callbacks: BTreeSet<String>,
+    /// Events the webhook queue took: `(upload id, event type)`.
+    pub webhooks: BTreeSet<(String, String)>,
+    /// Events the commit-event queue took: `(upload id, event type)`.
+    pub events: BTreeSet<(String, String)>,
+    /// Sends to the webhook and event queues (each may repeat).
+    pub notified: u64,
     /// Messages dead-lettered because their scheduler was unreachable.
     pub outage_dead_letters: u64,
     pub faults: Faults,
@@ -218,4 +239,5 @@ pub struct Faults {
     pub late_alarms: u64,
     pub double_alarms: u64,
     pub dead_letters: u64,
+    pub notify_failures: u64,
 }

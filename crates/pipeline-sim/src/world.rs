@@ -56,6 +56,10 @@ pub enum Io {
     Sleep {
         ms: i64,
     },
+    /// The scheduler hands events to the webhook and event queues.
+    Notify {
+        entries: Vec<pipeline_core::engine::OutboxEntry>,
+    },
 }
 
 /// What an I/O answered.
@@ -145,6 +149,7 @@ impl World {
             status_ttl_ms: cfg.status_ttl_ms,
             max_commit_attempts: pipeline_core::config::MAX_COMMIT_ATTEMPTS,
             idempotency_ttl_ms: cfg.status_ttl_ms,
+            events: cfg.events,
         };
         Rc::new(Self {
             active_until: START_MS + cfg.run_ms,
@@ -504,7 +509,7 @@ impl World {
         let mut rejected = false;
         let at = match &io {
             Io::Sleep { ms } => now + ms,
-            Io::Push { .. } => now + self.range(1, 10),
+            Io::Push { .. } | Io::Notify { .. } => now + self.range(1, 10),
             Io::Put { key, .. } | Io::Delete { key, .. } => {
                 // R2's real limit: a write to a key starting less than a
                 // second after the previous one answers 429.
@@ -607,6 +612,31 @@ impl World {
     fn complete_io(&self, io: Io, rejected: bool) -> IoResult {
         match io {
             Io::Sleep { .. } => IoResult::Unit(Ok(())),
+            Io::Notify { entries } => {
+                // The webhook queue takes entries with a callback URL, the
+                // event queue all of them (when bound); a send may fail
+                // after some entries were taken.
+                let mut l = self.ledger.borrow_mut();
+                for e in entries {
+                    if self.is_active() && self.chance(self.cfg.p_notify_fail) {
+                        l.faults.notify_failures += 1;
+                        return IoResult::Unit(Err(BlobError::Transient(
+                            "queue refused the send".into(),
+                        )));
+                    }
+                    let kind = serde_json::from_str::<pipeline_core::webhook::Event>(&e.event)
+                        .map(|ev| ev.kind)
+                        .unwrap_or_default();
+                    l.notified += 1;
+                    if e.callback_url.is_some() {
+                        l.webhooks.insert((e.upload_id.clone(), kind.clone()));
+                    }
+                    if self.cfg.events {
+                        l.events.insert((e.upload_id.clone(), kind));
+                    }
+                }
+                IoResult::Unit(Ok(()))
+            }
             Io::Head { key } => IoResult::Head(match self.r2_fault() {
                 Some(BlobError::Permanent(e)) | Some(BlobError::Transient(e)) => {
                     Err(BlobError::Transient(e))

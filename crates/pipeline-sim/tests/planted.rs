@@ -89,3 +89,8 @@ fn an_ignored_condition_is_found() {
 fn a_folded_conditional_write_is_found() {
     assert_found(Bug::ConditionFolded, 2000);
 }
+
+#[test]
+fn an_outbox_emptied_before_the_send_is_found() {
+    assert_found(Bug::OutboxRemovedBeforeSend, 2000);
+}

@@ -6,7 +6,7 @@
 //! row, body, pending state) or not seen at all and redelivered.
 
 use crate::engine::planted::{active, Bug};
-use crate::engine::{new_record, End, Host, IdemRecord, Op, Scheduler, Tx, Via};
+use crate::engine::{new_record, Callback, End, Host, IdemRecord, Op, Scheduler, Tx, Via};
 use crate::error::ApiError;
 use crate::protocol::{EnqueueReply, EnqueueRequest, FailReply, FailRequest, OlderWrite};
 use crate::schedule::{admit, Admission, WriteRef};
@@ -169,6 +169,7 @@ impl<H: Host> Scheduler<'_, H> {
             UploadState::Scheduled,
             tx.now,
         );
+        rec.callback = m.callback_url.as_deref().map(Callback::pending);
         if conditional {
             if tx.meta.state.newest().is_some_and(|n| *n >= me) {
                 rec.state = UploadState::Failed;
@@ -228,6 +229,7 @@ impl<H: Host> Scheduler<'_, H> {
             tx.now,
         );
         rec.superseded_by = Some(by);
+        rec.callback = w.callback_url.as_deref().map(Callback::pending);
         tx.insert(rec);
         self.discard_staged(tx, w.staged_key.as_deref());
         tx.count(|t| t.superseded += 1);
@@ -270,6 +272,7 @@ impl<H: Host> Scheduler<'_, H> {
                 );
                 rec.error_code = Some(req.code.clone());
                 rec.error_message = Some(req.message.clone());
+                rec.callback = req.callback_url.as_deref().map(Callback::pending);
                 tx.insert(rec);
                 self.discard_staged(&mut tx, req.staged_key.as_deref());
                 tx.count(|t| t.failed += 1);

@@ -33,6 +33,7 @@ impl<H: Host> Scheduler<'_, H> {
             idem_before: now - self.cfg.idempotency_ttl_ms,
         }])?;
         self.collect_garbage().await?;
+        self.flush_outbox().await?;
         if self.mem.busy.get() {
             // A write of this instance is running and reschedules when it
             // ends; look again later in case it never does.
@@ -52,6 +53,7 @@ impl<H: Host> Scheduler<'_, H> {
                 self.commit(p).await?;
             }
         }
+        self.flush_outbox().await?;
         self.push_stats().await?;
         self.reschedule().await
     }

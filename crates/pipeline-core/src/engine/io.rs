@@ -10,6 +10,7 @@
 
 use thiserror::Error;
 
+use crate::engine::store::OutboxEntry;
 use crate::message::WriteMessage;
 use crate::stats::Totals;
 
@@ -117,4 +118,16 @@ pub trait StatsSink {
     /// # Errors
     /// [`HostError`] when the push did not land (it is retried later).
     async fn push_stats(&self, version: i64, totals: Totals) -> Result<(), HostError>;
+}
+
+/// Where ended writes' events go: the webhook queue (entries with a
+/// callback URL) and the commit-event queue (every entry, when enabled).
+#[allow(async_fn_in_trait)]
+pub trait Notifier {
+    /// Hands `entries` to the queues. `Ok` only when every one was taken;
+    /// after an `Err` all of them are sent again later (at least once).
+    ///
+    /// # Errors
+    /// [`HostError`] when a queue did not take an entry.
+    async fn notify(&self, entries: &[OutboxEntry]) -> Result<(), HostError>;
 }

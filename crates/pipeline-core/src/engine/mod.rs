@@ -19,11 +19,14 @@
 //!
 //! Seams: [`admit`] (writes delivered by the queue, dead letters,
 //! idempotency), [`commit`] (the alarm, R2 writes, retries, garbage),
-//! [`recovery`], [`sync`], [`status`].
+//! [`recovery`], [`sync`], [`status`], [`outbox`] (webhook and commit
+//! events: recorded by the step that ends a write, handed to the queues by
+//! the alarm).
 
 pub mod admit;
 pub mod commit;
 pub mod io;
+pub mod outbox;
 pub mod planted;
 pub mod recovery;
 pub mod status;
@@ -32,9 +35,10 @@ pub mod sync;
 
 use std::cell::Cell;
 
-pub use io::{BlobError, Blobs, Clock, HostError, PutBody, StatsSink, StoredHead};
+pub use io::{BlobError, Blobs, Clock, HostError, Notifier, PutBody, StatsSink, StoredHead};
 pub use store::{
-    IdemRecord, Meta, Op, RetryDoc, StatsDoc, Store, StoreError, Stored, UploadRecord, Via,
+    Callback, IdemRecord, Meta, Op, OutboxEntry, RetryDoc, StatsDoc, Store, StoreError, Stored,
+    UploadRecord, Via,
 };
 
 use crate::error::ApiError;
@@ -44,8 +48,8 @@ use crate::stats::Totals;
 use crate::status::UploadState;
 
 /// Everything the engine needs from its host.
-pub trait Host: Store + Blobs + Clock + StatsSink {}
-impl<T: Store + Blobs + Clock + StatsSink> Host for T {}
+pub trait Host: Store + Blobs + Clock + StatsSink + Notifier {}
+impl<T: Store + Blobs + Clock + StatsSink + Notifier> Host for T {}
 
 /// While a write of this instance runs, the alarm looks again this late
 /// (the write reschedules itself when it ends; this is only a watchdog).
@@ -68,6 +72,10 @@ pub const STATS_GRACE_MS: i64 = 1000;
 pub const POLL_INTERVAL_MS: i64 = 100;
 /// How soon dirty totals are pushed again after a failed push.
 pub const STATS_RETRY_MS: i64 = 5000;
+/// Events handed to the queues per alarm step.
+pub const OUTBOX_PER_STEP: usize = 50;
+/// How soon the outbox is tried again after the queues refused it.
+pub const OUTBOX_RETRY_MS: i64 = 2000;
 
 /// The engine's settings (from the deployment's `Settings`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +86,9 @@ pub struct EngineConfig {
     pub max_commit_attempts: u32,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_ttl_ms: i64,
+    /// Commit events are on (the `EVENTS` queue is bound): every write
+    /// that ends records an event, not only those with a callback.
+    pub events: bool,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +97,7 @@ impl Default for EngineConfig {
             status_ttl_ms: crate::config::DEFAULT_STATUS_TTL_SECONDS as i64 * 1000,
             max_commit_attempts: crate::config::MAX_COMMIT_ATTEMPTS,
             idempotency_ttl_ms: crate::config::IDEMPOTENCY_TTL_MS,
+            events: false,
         }
     }
 }
@@ -97,6 +109,8 @@ pub struct Memory {
     /// with `false` while the persisted `in_flight` is set: that is how an
     /// interrupted write is recognised.
     pub busy: Cell<bool>,
+    /// The queues refused the outbox: not before this time again.
+    pub outbox_retry_at: Cell<i64>,
 }
 
 /// One key's scheduler: the host's I/O, this instance's memory, settings.
@@ -118,6 +132,9 @@ pub struct Tx {
     pub meta: Meta,
     pub ops: Vec<Op>,
     pub now: i64,
+    /// Record an event for every write that ends (commit events on), not
+    /// only for writes with a callback.
+    pub events: bool,
 }
 
 impl Tx {
@@ -130,6 +147,7 @@ impl Tx {
             meta: store.meta()?,
             ops: Vec::new(),
             now,
+            events: false,
         })
     }
 
@@ -150,8 +168,12 @@ impl Tx {
         self.meta.stats.dirty = true;
     }
 
-    /// A new row for a write this scheduler has not seen.
+    /// A new row for a write this scheduler has not seen (one that ends
+    /// at once records its event too).
     pub fn insert(&mut self, rec: UploadRecord) {
+        if rec.state.is_terminal() {
+            self.record_event(&rec);
+        }
         self.ops.push(Op::PutUpload(rec));
     }
 
@@ -199,6 +221,7 @@ impl Tx {
         if let Some(k) = rec.staged_key.take() {
             self.ops.push(Op::AddGarbage(k));
         }
+        self.record_event(&rec);
         self.ops.push(Op::PutUpload(rec));
         Ok(())
     }
@@ -324,6 +347,7 @@ pub fn new_record(
         updated_ms: now,
         staged_key: None,
         current_etag: None,
+        callback: None,
     }
 }
 
@@ -333,7 +357,9 @@ impl<'a, H: Host> Scheduler<'a, H> {
     }
 
     fn begin(&self) -> Result<Tx, ApiError> {
-        Ok(Tx::begin(self.host, self.host.now_ms())?)
+        let mut tx = Tx::begin(self.host, self.host.now_ms())?;
+        tx.events = self.cfg.events;
+        Ok(tx)
     }
 
     /// The newest write that decides what older ones are superseded by:
@@ -406,6 +432,9 @@ impl<'a, H: Host> Scheduler<'a, H> {
         }
         if meta.stats.dirty {
             at(now + STATS_RETRY_MS);
+        }
+        if !self.host.outbox(1)?.is_empty() {
+            at(now.max(self.mem.outbox_retry_at.get()));
         }
         let (uploads, idem) = self.host.oldest_prunable()?;
         if let Some(t) = uploads {

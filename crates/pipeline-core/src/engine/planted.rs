@@ -42,11 +42,14 @@ pub enum Bug {
     /// Conditional writes are coalesced like others: a newer write
     /// supersedes a held conditional one.
     ConditionFolded,
+    /// The alarm removes outbox entries before the queues took them: an
+    /// event whose send fails (or whose instance dies meanwhile) is lost.
+    OutboxRemovedBeforeSend,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 11] = [
         Bug::StaleRecovery,
         Bug::SyncSupersedesEarly,
         Bug::ClaimBeforeSend,
@@ -57,6 +60,7 @@ impl Bug {
         Bug::ConstantRetryDelay,
         Bug::ConditionIgnored,
         Bug::ConditionFolded,
+        Bug::OutboxRemovedBeforeSend,
     ];
 }
 

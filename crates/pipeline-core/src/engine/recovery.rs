@@ -29,7 +29,7 @@ impl<H: Host> Scheduler<'_, H> {
     /// Storage failures, or R2 not answering the head (the alarm runs
     /// again and retries).
     pub async fn recover(&self, f: WriteRef) -> Result<(), ApiError> {
-        let before = Tx::begin(self.host, self.host.now_ms())?;
+        let before = self.begin()?;
         let Some(key) = before.meta.key.clone() else {
             return Err(ApiError::Internal("scheduler does not know its key".into()));
         };

@@ -11,7 +11,7 @@ use crate::engine::{Host, Scheduler, UploadRecord, POLL_INTERVAL_MS, STATS_GRACE
 use crate::error::ApiError;
 use crate::message::WriteMessage;
 use crate::protocol::StatusRequest;
-use crate::status::{UploadState, UploadStatus};
+use crate::status::{CallbackStatus, UploadState, UploadStatus};
 
 impl<H: Host> Scheduler<'_, H> {
     /// The status of `req.id`, waiting up to `req.wait_ms` for it to end.
@@ -49,6 +49,7 @@ impl<H: Host> Scheduler<'_, H> {
                         error_code: None,
                         error_message: None,
                         current_etag: None,
+                        callback: None,
                     }),
                 };
             }
@@ -76,6 +77,10 @@ impl<H: Host> Scheduler<'_, H> {
             error_code: r.error_code,
             error_message: r.error_message,
             current_etag: r.current_etag,
+            callback: r.callback.map(|c| CallbackStatus {
+                state: c.state,
+                attempts: c.attempts,
+            }),
         })
     }
 

@@ -13,7 +13,7 @@ use crate::id::WriteOp;
 use crate::message::WriteMessage;
 use crate::schedule::KeyState;
 use crate::stats::Totals;
-use crate::status::UploadState;
+use crate::status::{CallbackState, UploadState};
 
 /// A storage failure. The engine answers it as an internal error; nothing
 /// of the step that hit it was applied.
@@ -104,6 +104,45 @@ pub struct UploadRecord {
     /// For a write that failed its condition: the stored ETag then.
     #[serde(default)]
     pub current_etag: Option<String>,
+    /// The write's webhook, if it has one: URL, delivery state, tries.
+    #[serde(default)]
+    pub callback: Option<Callback>,
+}
+
+/// A write's webhook as its row keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Callback {
+    pub url: String,
+    pub state: CallbackState,
+    pub attempts: u32,
+}
+
+impl Callback {
+    /// A webhook not yet delivered.
+    pub fn pending(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            state: CallbackState::Pending,
+            attempts: 0,
+        }
+    }
+}
+
+/// An event owed to the webhook and event queues: recorded in the same
+/// step that ends its write, removed once the queues took it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// `webhook-id`: `msg_` + a hash of the upload id and its state, the
+    /// same for every send of this event (receivers deduplicate on it).
+    pub msg_id: String,
+    pub upload_id: String,
+    pub accepted_ms: i64,
+    pub key: String,
+    /// The webhook's URL; `None`: a commit event only.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// The event's JSON text (`webhook::Event`).
+    pub event: String,
 }
 
 /// An `Idempotency-Key` and the id that holds it.
@@ -127,6 +166,10 @@ pub enum Op {
     AddGarbage(String),
     RemoveGarbage(String),
     PutIdem(IdemRecord),
+    /// An event to hand to the queues (its write just ended).
+    PutOutbox(OutboxEntry),
+    /// An event the queues took (by `msg_id`).
+    RemoveOutbox(String),
     /// Terminal upload rows last changed before `uploads_before` (a
     /// superseded row: accepted before it; its status answers 404 from
     /// then on anyway), and idempotency keys created before `idem_before`.
@@ -166,6 +209,12 @@ pub trait Store {
     /// # Errors
     /// As [`Store::meta`].
     fn garbage(&self, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Up to `limit` events waiting to be handed to the queues, oldest
+    /// first.
+    ///
+    /// # Errors
+    /// As [`Store::meta`].
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
     /// The oldest `updated_ms` of a terminal upload row, and the oldest
     /// `created_ms` of an idempotency key: when the next prune is due.
     ///
