@@ -28,13 +28,29 @@ impl App {
     }
 
     /// A secret (or, under `wrangler dev --var`, a plain var) by name.
-    fn secret(&self, name: &str) -> Option<String> {
+    pub fn secret(&self, name: &str) -> Option<String> {
         self.env
             .secret(name)
             .ok()
             .map(|s| s.to_string())
             .or_else(|| self.env.var(name).ok().map(|v| v.to_string()))
             .filter(|s| !s.is_empty())
+    }
+
+    /// A plain var by name, when set and not empty.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .var(name)
+            .ok()
+            .map(|v| v.to_string())
+            .filter(|s| !s.trim().is_empty())
+    }
+
+    /// The origins webhooks may go to (`WEBHOOK_ALLOWED_ORIGINS`).
+    pub fn allowed_callbacks(&self) -> pipeline_core::webhook::AllowedCallbacks {
+        pipeline_core::webhook::AllowedCallbacks::parse(
+            self.var("WEBHOOK_ALLOWED_ORIGINS").as_deref(),
+        )
     }
 
     /// The bearer check for requests that change state.

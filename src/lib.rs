@@ -72,7 +72,12 @@ async fn queue(
     env: Env,
     _ctx: Context,
 ) -> worker::Result<()> {
-    if batch.queue().ends_with("-dlq") {
+    let name = batch.queue();
+    if name.ends_with("-webhooks-dlq") {
+        consumer::webhooks::handle_dead_letters(&batch, &env).await;
+    } else if name.ends_with("-webhooks") {
+        consumer::webhooks::handle_batch(&batch, &env).await;
+    } else if name.ends_with("-dlq") {
         consumer::dead_letter::handle_batch(&batch, &env).await;
     } else {
         consumer::handle_batch(&batch, &env).await;

@@ -48,6 +48,7 @@ pub async fn handle_batch<T>(batch: &MessageBatch<T>, env: &Env) {
                     idempotency_key: msg.idempotency_key.clone(),
                     code: CODE.into(),
                     message: reason.clone(),
+                    callback_url: msg.callback_url.clone(),
                 };
                 (Some(msg.id), reason, fail(env, &req).await)
             }
@@ -103,6 +104,7 @@ async fn salvage(
                 idempotency_key: None,
                 code: CODE.into(),
                 message: reason.to_string(),
+                callback_url: None,
             };
             return fail(env, &req).await;
         }

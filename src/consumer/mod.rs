@@ -19,9 +19,11 @@
 //! per write with an `Idempotency-Key` and per undecodable message. With `max_batch_size = 100` that is at most
 //! 100; on the Free plan (50) set `max_batch_size` to 40 or less.
 //!
-//! [`dead_letter`] handles the dead letter queue.
+//! [`dead_letter`] handles the dead letter queue; [`webhooks`] delivers
+//! webhooks (and reports their dead letters).
 
 pub mod dead_letter;
+pub mod webhooks;
 
 use futures_util::future::join_all;
 use pipeline_core::consumer::{plan_batch, retry_delay_secs};

@@ -12,8 +12,8 @@ use pipeline_core::config::Settings;
 use pipeline_core::engine::{Clock, EngineConfig, Memory, Scheduler};
 use pipeline_core::error::ApiError;
 use pipeline_core::protocol::{
-    Call, ClaimReply, ClaimRequest, EnqueueRequest, FailRequest, LatestReply, LatestRequest,
-    StatusRequest, SyncRequest,
+    bindings, Ack, Call, CallbackReport, ClaimReply, ClaimRequest, EnqueueRequest, FailRequest,
+    LatestReply, LatestRequest, StatusRequest, SyncRequest,
 };
 use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
@@ -41,6 +41,8 @@ impl DurableObject for KeyScheduler {
             log(json!({"level": "error", "at": "scheduler.settings", "error": e.to_string()}));
             Settings::default()
         });
+        // Commit events are on exactly when the EVENTS queue is bound.
+        let events = env.queue(bindings::EVENTS).is_ok();
         let host = SchedulerHost::new(&state, env);
         if let Err(e) = scheduler_store::open(&host.sql) {
             log(json!({"level": "error", "at": "scheduler.schema", "error": e.to_string()}));
@@ -50,6 +52,7 @@ impl DurableObject for KeyScheduler {
             mem: Memory::default(),
             cfg: EngineConfig {
                 status_ttl_ms: settings.status_ttl_ms,
+                events,
                 ..EngineConfig::default()
             },
         }
@@ -76,6 +79,13 @@ impl DurableObject for KeyScheduler {
                     Ok(LatestReply {
                         pending: s.latest()?,
                     })
+                })
+                .await
+            }
+            CallbackReport::PATH => {
+                serve(req, |c: CallbackReport| async move {
+                    s.callback_report(&c)?;
+                    Ok(Ack { ok: true })
                 })
                 .await
             }

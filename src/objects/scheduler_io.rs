@@ -1,6 +1,7 @@
 //! The key scheduler's I/O beyond SQLite: `pipeline_core::engine`'s
 //! [`Blobs`] over R2, [`Clock`] over the runtime's clock, timers and the
-//! object's alarm, and [`StatsSink`] over the stats shards.
+//! object's alarm, [`StatsSink`] over the stats shards, and [`Notifier`]
+//! over the webhook and commit-event queues.
 //!
 //! Staged bodies are never read into Wasm memory: `open_staged` hands the
 //! R2 body stream to the put (docs/DEVELOPING.md, "R2 bodies without
@@ -10,15 +11,20 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use pipeline_core::engine::{
-    BlobError, Blobs, Clock, HostError, PutBody, StatsSink, Store, StoredHead, Via,
+    BlobError, Blobs, Clock, HostError, Notifier, OutboxEntry, PutBody, StatsSink, Store,
+    StoredHead, Via,
 };
 use pipeline_core::message::WriteMessage;
 use pipeline_core::protocol::bindings;
 use pipeline_core::r2_errors::classify;
 use pipeline_core::stats::{Push, Totals};
 use pipeline_core::time::rfc3339_ms;
+use wasm_bindgen::JsValue;
 use worker::worker_sys::types::DurableObjectStorage;
-use worker::{Bucket, Data, Delay, Env, HttpMetadata, ResponseBody, SqlStorage, State, Storage};
+use worker::{
+    Bucket, Data, Delay, Env, HttpMetadata, QueueContentType, RawMessageBuilder, ResponseBody,
+    SqlStorage, State, Storage,
+};
 
 use super::stats_shard;
 
@@ -218,6 +224,53 @@ impl StatsSink for SchedulerHost {
         stats_shard::push(&self.env, &push)
             .await
             .map_err(|e| HostError(e.to_string()))
+    }
+}
+
+/// Sends `text` to the queue bound as `binding`, as JSON text (a
+/// structured-clone send would mangle maps, docs/DEVELOPING.md).
+async fn send_text(env: &Env, binding: &str, text: String) -> Result<(), HostError> {
+    let q = env
+        .queue(binding)
+        .map_err(|e| HostError(format!("{binding} binding: {e}")))?;
+    q.send_raw(
+        RawMessageBuilder::new(JsValue::from_str(&text))
+            .build_with_content_type(QueueContentType::Text),
+    )
+    .await
+    .map_err(|e| HostError(format!("{binding} send: {e}")))
+}
+
+impl Notifier for SchedulerHost {
+    async fn notify(&self, entries: &[OutboxEntry]) -> Result<(), HostError> {
+        let events = self.env.queue(bindings::EVENTS).is_ok();
+        let sends = entries.iter().map(|e| async move {
+            if e.callback_url.is_some() {
+                let text = serde_json::to_string(e).map_err(|x| HostError(x.to_string()))?;
+                send_text(&self.env, bindings::WEBHOOKS, text).await?;
+            }
+            if events {
+                // `{"id": <webhook-id>, "type", "data"}`: the id lets
+                // downstream consumers drop repeats.
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&e.event).map_err(|x| HostError(x.to_string()))?;
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("id".into(), serde_json::Value::from(e.msg_id.clone()));
+                }
+                send_text(&self.env, bindings::EVENTS, v.to_string()).await?;
+            }
+            Ok::<(), HostError>(())
+        });
+        let results = futures_util::future::join_all(sends).await;
+        match results.into_iter().find_map(Result::err) {
+            Some(e) => {
+                crate::http::log(serde_json::json!({
+                    "level": "warn", "at": "scheduler.outbox", "error": e.to_string(),
+                }));
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! status row per id, indexed by its last change for pruning), `superseded`
 //! and `supersessors` (superseded writes, compactly: see below), `bodies`
 //! (held writes' messages), `garbage` (staged bodies to delete) and
-//! `idempotency` (indexed by creation for pruning). Every step's changes
+//! `idempotency` (indexed by creation for pruning) and `outbox` (events
+//! owed to the webhook and event queues). Every step's changes
 //! land in one `transactionSync`: all of them or none.
 //!
 //! Most writes to a hot key end superseded, and every status is kept for
@@ -16,10 +17,12 @@
 //! every reader: the id's sealed claims carry the time), pointing to the
 //! write that superseded it, whose id is stored once in `supersessors`.
 
-use pipeline_core::engine::{IdemRecord, Meta, Op, Store, StoreError, UploadRecord, Via};
+use pipeline_core::engine::{
+    Callback, IdemRecord, Meta, Op, OutboxEntry, Store, StoreError, UploadRecord, Via,
+};
 use pipeline_core::id::WriteOp;
 use pipeline_core::message::WriteMessage;
-use pipeline_core::status::UploadState;
+use pipeline_core::status::{CallbackState, UploadState};
 use serde::Deserialize;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -31,7 +34,7 @@ use super::sql::{exec, first, get_doc, put_doc, rows};
 /// The `kv` entry of the engine's document.
 const META: &str = "meta";
 
-const SCHEMA: [&str; 10] = [
+const SCHEMA: [&str; 11] = [
     "CREATE TABLE IF NOT EXISTS superseded (at INTEGER NOT NULL, fp INTEGER NOT NULL, \
      by_n INTEGER NOT NULL, PRIMARY KEY (at, fp)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS supersessors (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, \
@@ -49,6 +52,8 @@ const SCHEMA: [&str; 10] = [
     "CREATE INDEX IF NOT EXISTS idempotency_by_creation ON idempotency (created_ms)",
     // Prune and the next prune time look at terminal rows only.
     "CREATE INDEX IF NOT EXISTS uploads_terminal ON uploads (state, updated_ms)",
+    "CREATE TABLE IF NOT EXISTS outbox (n INTEGER PRIMARY KEY AUTOINCREMENT, \
+     msg_id TEXT NOT NULL UNIQUE, entry TEXT NOT NULL)",
 ];
 
 const TERMINAL: &str = "state IN ('committed','superseded','failed')";
@@ -71,6 +76,9 @@ pub fn open(sql: &SqlStorage) -> Result<(), StoreError> {
         ("via", "TEXT NOT NULL DEFAULT 'queue'"),
         ("staged_key", "TEXT"),
         ("current_etag", "TEXT"),
+        ("callback_url", "TEXT"),
+        ("callback_state", "TEXT"),
+        ("callback_attempts", "INTEGER NOT NULL DEFAULT 0"),
     ] {
         let probe = format!("SELECT {column} FROM uploads LIMIT 0");
         if sql.exec(&probe, None).is_err() {
@@ -110,6 +118,9 @@ struct UploadRow {
     updated_ms: i64,
     staged_key: Option<String>,
     current_etag: Option<String>,
+    callback_url: Option<String>,
+    callback_state: Option<String>,
+    callback_attempts: Option<i64>,
 }
 
 impl UploadRow {
@@ -134,6 +145,18 @@ impl UploadRow {
             updated_ms: self.updated_ms,
             staged_key: self.staged_key,
             current_etag: self.current_etag,
+            callback: match self.callback_url {
+                Some(url) => Some(Callback {
+                    url,
+                    state: self
+                        .callback_state
+                        .as_deref()
+                        .and_then(CallbackState::parse)
+                        .unwrap_or(CallbackState::Pending),
+                    attempts: u32::try_from(self.callback_attempts.unwrap_or(0)).unwrap_or(0),
+                }),
+                None => None,
+            },
         })
     }
 }
@@ -161,12 +184,14 @@ pub fn fingerprint(id: &str) -> i64 {
     i64::from_be_bytes(b) & ((1i64 << 53) - 1)
 }
 
-/// Whether a row is kept compactly: a queued write that ended superseded.
+/// Whether a row is kept compactly: a queued write that ended superseded
+/// (without a callback: its URL and delivery state need the full row).
 fn compact(r: &UploadRecord) -> bool {
     r.state == UploadState::Superseded
         && r.via == Via::Queue
         && r.staged_key.is_none()
         && r.superseded_by.is_some()
+        && r.callback.is_none()
 }
 
 /// Stores a superseded write compactly (and drops a full row it had).
@@ -196,6 +221,11 @@ fn put_superseded(sql: &SqlStorage, r: &UploadRecord) -> Result<(), worker::Erro
         vec![r.accepted_ms.into(), fingerprint(&r.id).into(), n.into()],
     )?;
     Ok(())
+}
+
+#[derive(Deserialize)]
+struct OutboxRow {
+    entry: String,
 }
 
 #[derive(Deserialize)]
@@ -240,8 +270,9 @@ fn run(sql: &SqlStorage, op: &Op) -> Result<(), StoreError> {
         Op::PutUpload(r) => exec(
             sql,
             "INSERT OR REPLACE INTO uploads (id, accepted_ms, size, op, via, state, committed_ms, \
-             etag, superseded_by, error_code, error_message, updated_ms, staged_key, current_etag) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             etag, superseded_by, error_code, error_message, updated_ms, staged_key, current_etag, \
+             callback_url, callback_state, callback_attempts) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
                 r.id.as_str().into(),
                 r.accepted_ms.into(),
@@ -257,7 +288,26 @@ fn run(sql: &SqlStorage, op: &Op) -> Result<(), StoreError> {
                 r.updated_ms.into(),
                 r.staged_key.clone().into(),
                 r.current_etag.clone().into(),
+                r.callback.as_ref().map(|c| c.url.clone()).into(),
+                r.callback
+                    .as_ref()
+                    .map(|c| c.state.as_str().to_string())
+                    .into(),
+                i64::from(r.callback.as_ref().map_or(0, |c| c.attempts)).into(),
             ],
+        ),
+        Op::PutOutbox(e) => exec(
+            sql,
+            "INSERT OR IGNORE INTO outbox (msg_id, entry) VALUES (?, ?)",
+            vec![
+                e.msg_id.as_str().into(),
+                serde_json::to_string(e).unwrap_or_default().into(),
+            ],
+        ),
+        Op::RemoveOutbox(id) => exec(
+            sql,
+            "DELETE FROM outbox WHERE msg_id = ?",
+            vec![id.as_str().into()],
         ),
         Op::PutBody(m) => exec(
             sql,
@@ -368,7 +418,8 @@ impl Store for SchedulerHost {
         let full = first::<UploadRow>(
             &self.sql,
             "SELECT id, accepted_ms, size, op, via, state, committed_ms, etag, superseded_by, \
-             error_code, error_message, updated_ms, staged_key, current_etag FROM uploads WHERE id = ?",
+             error_code, error_message, updated_ms, staged_key, current_etag, callback_url, \
+             callback_state, callback_attempts FROM uploads WHERE id = ?",
             vec![id.into()],
         )
         .map_err(err)?;
@@ -397,6 +448,7 @@ impl Store for SchedulerHost {
             updated_ms: accepted_ms,
             staged_key: None,
             current_etag: None,
+            callback: None,
         }))
     }
 
@@ -440,6 +492,21 @@ impl Store for SchedulerHost {
         .into_iter()
         .map(|r| r.staged_key)
         .collect())
+    }
+
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        rows::<OutboxRow>(
+            &self.sql,
+            "SELECT entry FROM outbox ORDER BY n LIMIT ?",
+            vec![limit.into()],
+        )
+        .map_err(err)?
+        .into_iter()
+        .map(|r| {
+            serde_json::from_str(&r.entry).map_err(|e| StoreError(format!("outbox entry: {e}")))
+        })
+        .collect()
     }
 
     fn oldest_prunable(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {

@@ -19,7 +19,9 @@ use pipeline_core::config::{DEFAULT_MAX_UPLOAD_BYTES, INLINE_BODY_MAX_BYTES};
 use pipeline_core::error::ApiError;
 use pipeline_core::id::{Claims, WriteOp};
 use pipeline_core::key::decode_key;
-use pipeline_core::message::{BodyRef, WriteMessage, MESSAGE_VERSION, STAGING_PREFIX};
+use pipeline_core::message::{
+    BodyRef, WriteMessage, MAX_CALLBACK_URL_BYTES, MESSAGE_VERSION, STAGING_PREFIX,
+};
 use pipeline_core::meta::{validate_idempotency_key, ObjectMeta};
 use pipeline_core::prefer;
 use pipeline_core::producer::{enqueue, ProducerIo};
@@ -87,6 +89,11 @@ pub struct Incoming {
     pub wait_secs: Option<u32>,
     /// The declared body length, when the request has one.
     pub length: Option<u64>,
+    /// Where the write's end is POSTed: `Callback-Url`, else the
+    /// deployment's `WEBHOOK_URL`; checked against the allowed origins.
+    pub callback_url: Option<String>,
+    /// The request itself carried `Callback-Url` (a sync write refuses it).
+    pub callback_header: bool,
 }
 
 /// Validates everything about a write that can be checked before any work.
@@ -140,6 +147,19 @@ pub fn validate(
         app.settings.max_prefer_wait_secs,
     )?
     .wait_secs;
+    let callback_header = header("Callback-Url");
+    let callback_url = match &callback_header {
+        Some(url) => {
+            if url.len() > MAX_CALLBACK_URL_BYTES {
+                return Err(ApiError::InvalidHeader(format!(
+                    "Callback-Url is longer than {MAX_CALLBACK_URL_BYTES} bytes"
+                )));
+            }
+            app.allowed_callbacks().check(url)?;
+            Some(url.trim().to_string())
+        }
+        None => default_callback(app),
+    };
     Ok(Incoming {
         key,
         op,
@@ -148,7 +168,26 @@ pub fn validate(
         condition,
         wait_secs,
         length,
+        callback_url,
+        callback_header: callback_header.is_some(),
     })
+}
+
+/// The deployment's `WEBHOOK_URL`, if set and allowed. One that is not on
+/// `WEBHOOK_ALLOWED_ORIGINS` is a misconfiguration: logged, and writes are
+/// accepted without a callback (never sent to an origin not allowed).
+fn default_callback(app: &App) -> Option<String> {
+    let url = app.var("WEBHOOK_URL")?;
+    match app.allowed_callbacks().check(&url) {
+        Ok(()) if url.len() <= MAX_CALLBACK_URL_BYTES => Some(url.trim().to_string()),
+        _ => {
+            http::log(json!({
+                "level": "error", "at": "producer.webhook_url",
+                "error": "WEBHOOK_URL is not an allowed https URL on WEBHOOK_ALLOWED_ORIGINS; writes are accepted without a callback",
+            }));
+            None
+        }
+    }
 }
 
 /// Stamps a write: its acceptance time and sealed id.
@@ -245,6 +284,7 @@ pub async fn accept(
         body,
         idempotency_key: incoming.idempotency_key,
         condition: incoming.condition,
+        callback_url: incoming.callback_url,
     };
     let wait_secs = incoming.wait_secs;
     let enqueued = enqueue(&io, &msg).await?;

@@ -33,6 +33,14 @@ use crate::objects::stub::Exchange;
 /// the refusals above, `unavailable` when the scheduler cannot be reached.
 pub async fn write(app: &App, mut req: Request, raw_key: &str, op: WriteOp) -> ApiResult {
     let incoming = validate(app, &req, raw_key, op)?;
+    if incoming.callback_header {
+        // Webhooks report the end of an async write; a sync write's answer
+        // is its end. Refused rather than ignored, so no client waits for
+        // a webhook that never comes (a default WEBHOOK_URL is not used).
+        return Err(ApiError::InvalidHeader(
+            "Callback-Url applies to async writes only, not to mode=sync".into(),
+        ));
+    }
     let staged_size = match (op, incoming.length) {
         (WriteOp::Put, Some(n)) if n > INLINE_BODY_MAX_BYTES => Some(n),
         _ => None,
@@ -58,6 +66,7 @@ pub async fn write(app: &App, mut req: Request, raw_key: &str, op: WriteOp) -> A
         // A sync write is not deduplicated by its Idempotency-Key.
         idempotency_key: None,
         condition: incoming.condition.clone(),
+        callback_url: None,
     };
     let stub = app.scheduler(&msg.key)?;
     if staged_size.is_some() {
