@@ -129,6 +129,13 @@ async fn route(app: &App, ctx: &Context, req: Request) -> ApiResult {
             Method::Get | Method::Head => http::json(200, &json!({"ok": true})),
             _ => Err(method_not_allowed("GET, HEAD")),
         },
+        ["batch"] => match method {
+            Method::Post => {
+                app.require_token(&req)?;
+                producer::batch::serve(app, ctx, req).await
+            }
+            _ => Err(method_not_allowed("POST")),
+        },
         ["stats"] => match method {
             Method::Get | Method::Head => {
                 app.require_read(&req)?;

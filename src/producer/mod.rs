@@ -11,6 +11,7 @@
 //!
 //! `?mode=sync` writes are handed to [`sync`] instead.
 
+pub mod batch;
 pub mod stats;
 pub mod sync;
 
@@ -245,6 +246,19 @@ impl ProducerIo for QueueIo<'_> {
         if let Ok(bucket) = self.app.bucket() {
             let _ = bucket.delete(staged_key).await;
         }
+    }
+
+    async fn send_batch(&self, msgs: &[&WriteMessage]) -> Result<(), ApiError> {
+        let batch: Vec<_> = msgs
+            .iter()
+            .map(|m| {
+                RawMessageBuilder::new(JsValue::from_str(&m.encode()))
+                    .build_with_content_type(QueueContentType::Text)
+            })
+            .collect();
+        self.app.queue()?.send_raw_batch(batch).await.map_err(|e| {
+            ApiError::QueueUnavailable(format!("the upload queue did not take the batch: {e}"))
+        })
     }
 }
 

@@ -368,11 +368,28 @@ fn storm_table(t: &mut String, s: &StormResult) {
         "   would-be 429: writes R2 (1 write/s/key) would have refused, from the Worker's start times; pipeline CPU until drained"
     );
     if let Some(c) = &s.completion {
-        let _ = writeln!(t, "\n  time from PUT to knowing the write ended, same storm (ms)");
-        let _ = writeln!(t, "  {:<34} {:>7} {:>8} {:>8} {:>14} {:>14}", "", "writes", "p50", "p99", "committed p50", "committed p99");
+        let _ = writeln!(
+            t,
+            "\n  time from PUT to knowing the write ended, same storm (ms)"
+        );
+        let _ = writeln!(
+            t,
+            "  {:<34} {:>7} {:>8} {:>8} {:>14} {:>14}",
+            "", "writes", "p50", "p99", "committed p50", "committed p99"
+        );
         for (name, all, com, bad) in [
-            ("Prefer: wait=30 (one request)", &c.prefer_wait, &c.prefer_wait_committed, c.prefer_not_terminal),
-            ("202 then GET /uploads/{id}?wait", &c.polling, &c.polling_committed, c.polling_not_terminal),
+            (
+                "Prefer: wait=30 (one request)",
+                &c.prefer_wait,
+                &c.prefer_wait_committed,
+                c.prefer_not_terminal,
+            ),
+            (
+                "202 then GET /uploads/{id}?wait",
+                &c.polling,
+                &c.polling_committed,
+                c.polling_not_terminal,
+            ),
         ] {
             let _ = writeln!(
                 t,

@@ -614,7 +614,15 @@ fn completion(ctx: &Ctx, cfg: &StormConfig) -> Completion {
         if c % 2 == 0 {
             let r = ctx
                 .client
-                .raw("PUT", &path, &[("Prefer", "wait=30"), ("Content-Type", "application/octet-stream")], Some(&b))
+                .raw(
+                    "PUT",
+                    &path,
+                    &[
+                        ("Prefer", "wait=30"),
+                        ("Content-Type", "application/octet-stream"),
+                    ],
+                    Some(&b),
+                )
                 .map_err(|e| e.to_string())?;
             if r.status != 200 {
                 return Err(format!("Prefer: wait answered {}", r.status));
@@ -626,10 +634,17 @@ fn completion(ctx: &Ctx, cfg: &StormConfig) -> Completion {
         } else {
             let a = ctx
                 .client
-                .put_object(&keys[key_of(cfg, c, i)], &b, &PutOptions::content_type("application/octet-stream"))
+                .put_object(
+                    &keys[key_of(cfg, c, i)],
+                    &b,
+                    &PutOptions::content_type("application/octet-stream"),
+                )
                 .map_err(|e| e.to_string())?;
             loop {
-                let st = ctx.client.upload_status(&a.id, Some(30)).map_err(|e| e.to_string())?;
+                let st = ctx
+                    .client
+                    .upload_status(&a.id, Some(30))
+                    .map_err(|e| e.to_string())?;
                 if st.state.is_terminal() {
                     return Ok(Ended {
                         committed: st.state == UploadState::Committed,

@@ -78,6 +78,10 @@ pub struct Settings {
     /// skip polling for slower commits; each held request keeps a Worker
     /// invocation and a Durable Object long-poll open meanwhile.
     pub max_prefer_wait_secs: u32,
+    /// `MAX_BATCH_BYTES`: the largest `POST /batch` body (default 1 MiB).
+    /// Larger batches amortise more requests; the whole body is read into
+    /// memory (its lines are small writes by design).
+    pub max_batch_bytes: u64,
 }
 
 impl Default for Settings {
@@ -88,6 +92,7 @@ impl Default for Settings {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             status_ttl_ms: DEFAULT_STATUS_TTL_SECONDS as i64 * 1000,
             max_prefer_wait_secs: crate::prefer::MAX_PREFER_WAIT_SECS,
+            max_batch_bytes: crate::batch::DEFAULT_MAX_BATCH_BYTES,
         }
     }
 }
@@ -115,6 +120,12 @@ impl Settings {
                 ApiError::Internal("STATUS_TTL_SECONDS is not a whole number".into())
             })?;
             s.status_ttl_ms = secs.max(1).saturating_mul(1000);
+        }
+        if let Some(v) = var("MAX_BATCH_BYTES") {
+            s.max_batch_bytes = v
+                .trim()
+                .parse()
+                .map_err(|_| ApiError::Internal("MAX_BATCH_BYTES is not a whole number".into()))?;
         }
         if let Some(v) = var("PREFER_WAIT_MAX_SECONDS") {
             s.max_prefer_wait_secs = v

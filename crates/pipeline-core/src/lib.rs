@@ -6,6 +6,7 @@
 //! answers back into HTTP, R2 and SQL operations.
 
 pub mod auth;
+pub mod batch;
 pub mod coalesce;
 pub mod conditional;
 pub mod config;

@@ -29,6 +29,12 @@ pub trait ProducerIo {
     async fn claim(&self, key: &str, idem_key: &str, id: &str) -> Result<String, ApiError>;
     /// Removes a staged body that no accepted write refers to.
     async fn delete_staged(&self, staged_key: &str);
+    /// Sends several writes in one queue batch send: all are taken or
+    /// none is.
+    ///
+    /// # Errors
+    /// [`ApiError::QueueUnavailable`] when the queue took none of them.
+    async fn send_batch(&self, msgs: &[&WriteMessage]) -> Result<(), ApiError>;
 }
 
 /// The id a `202` names, and whether it is this request's own write.
@@ -87,4 +93,49 @@ pub async fn enqueue(io: &impl ProducerIo, msg: &WriteMessage) -> Result<Enqueue
             count_accepted: msg.idempotency_key.is_none(),
         }),
     }
+}
+
+/// Enqueues several stamped writes (`POST /batch`) with as few queue batch
+/// sends as the limits allow, then resolves each `Idempotency-Key` as
+/// [`enqueue`] does. A send that fails fails exactly its own writes (their
+/// staged bodies removed): every answer says what happened to its write.
+pub async fn enqueue_batch(
+    io: &impl ProducerIo,
+    msgs: &[WriteMessage],
+) -> Vec<Result<Enqueued, ApiError>> {
+    let sizes: Vec<usize> = msgs.iter().map(|m| m.encode().len()).collect();
+    let mut sent: Vec<Option<Result<(), ApiError>>> = vec![None; msgs.len()];
+    for chunk in crate::batch::chunks(&sizes) {
+        let batch: Vec<&WriteMessage> = chunk.iter().filter_map(|i| msgs.get(*i)).collect();
+        let r = io.send_batch(&batch).await;
+        for i in chunk {
+            if let Some(slot) = sent.get_mut(i) {
+                *slot = Some(r.clone());
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(msgs.len());
+    for (msg, r) in msgs.iter().zip(sent) {
+        match r.unwrap_or_else(|| Err(ApiError::Internal("a write was not sent".into()))) {
+            Err(e) => {
+                if let Some(s) = msg.staged_key() {
+                    io.delete_staged(s).await;
+                }
+                out.push(Err(e));
+            }
+            Ok(()) => out.push(match &msg.idempotency_key {
+                Some(k) => io.claim(&msg.key, k, &msg.id).await.map(|holder| Enqueued {
+                    own: holder == msg.id,
+                    id: holder,
+                    count_accepted: false,
+                }),
+                None => Ok(Enqueued {
+                    id: msg.id.clone(),
+                    own: true,
+                    count_accepted: true,
+                }),
+            }),
+        }
+    }
+    out
 }

@@ -55,6 +55,8 @@ pub fn client_act(world: &Rc<World>, client: usize) {
             .clone();
         if sync {
             Box::pin(async move { sync_write(w, key, op, staged).await })
+        } else if world.chance(0.1) {
+            Box::pin(async move { batch_write(w).await })
         } else if world.chance(cfg.p_conditional) {
             Box::pin(async move { read_modify_write(w, key).await })
         } else if world.chance(cfg.p_idempotent) {
@@ -214,6 +216,20 @@ impl ProducerIo for SimProducer {
         )
         .await;
     }
+
+    async fn send_batch(&self, msgs: &[&WriteMessage]) -> Result<(), ApiError> {
+        // All or none, as the queue's batch send.
+        let w = &self.0;
+        if w.is_active() && w.chance(w.cfg.p_send_fail) {
+            w.ledger.borrow_mut().faults.queue_send_failures += 1;
+            return Err(ApiError::QueueUnavailable("injected".into()));
+        }
+        for m in msgs {
+            w.ledger.borrow_mut().sent.insert(m.id.clone());
+            push_message(w, m.encode(), w.now());
+        }
+        Ok(())
+    }
 }
 
 fn push_message(world: &World, body: String, visible_at: i64) {
@@ -282,6 +298,57 @@ async fn async_write(
             // Not sent: owed nothing. Sent, claim failed: it is delivered
             // and either held (then its row makes it owed) or dropped.
             disown(&world, &id);
+        }
+    }
+}
+
+/// `POST /batch`: several writes through the real `enqueue_batch`.
+async fn batch_write(world: Rc<World>) {
+    let n = world.range(2, 6);
+    let mut msgs = Vec::new();
+    for _ in 0..n {
+        let key = world.objects.borrow()[world.rng.borrow_mut().below(world.cfg.keys)]
+            .key
+            .clone();
+        let op = if world.chance(world.cfg.p_delete) {
+            WriteOp::Delete
+        } else {
+            WriteOp::Put
+        };
+        let (id, accepted_ms, bytes) = new_write(&world, &key, op, false);
+        let idem = world
+            .chance(world.cfg.p_idempotent)
+            .then(|| format!("idem-batch-{}", world.range(0, 20)));
+        msgs.push(message(
+            &id,
+            &key,
+            accepted_ms,
+            op,
+            &bytes,
+            WriteMessage::inline(&bytes),
+            idem,
+            None,
+        ));
+    }
+    let results = pipeline_core::producer::enqueue_batch(&SimProducer(world.clone()), &msgs).await;
+    for (msg, r) in msgs.iter().zip(results) {
+        match r {
+            Ok(e) => {
+                let mut l = world.ledger.borrow_mut();
+                if e.count_accepted {
+                    l.producer_accepted += 1;
+                }
+                if let Some(k) = &msg.idempotency_key {
+                    l.idem_answers
+                        .entry((msg.key.clone(), k.clone()))
+                        .or_default()
+                        .insert(e.id.clone());
+                }
+                if !e.own {
+                    l.owed.remove(&msg.id);
+                }
+            }
+            Err(_) => disown(&world, &msg.id),
         }
     }
 }
