@@ -123,7 +123,9 @@ async fn message(app: &App, w: BatchWrite) -> Result<WriteMessage, (String, ApiE
         body,
         idempotency_key: w.idempotency_key,
         condition: None,
-        callback_url: None,
+        // As a single async write without Callback-Url: the deployment's
+        // WEBHOOK_URL, if it is allowed.
+        callback_url: super::default_callback(app),
     })
 }
 

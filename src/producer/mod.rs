@@ -177,7 +177,7 @@ pub fn validate(
 /// The deployment's `WEBHOOK_URL`, if set and allowed. One that is not on
 /// `WEBHOOK_ALLOWED_ORIGINS` is a misconfiguration: logged, and writes are
 /// accepted without a callback (never sent to an origin not allowed).
-fn default_callback(app: &App) -> Option<String> {
+pub(crate) fn default_callback(app: &App) -> Option<String> {
     let url = app.var("WEBHOOK_URL")?;
     match app.allowed_callbacks().check(&url) {
         Ok(()) if url.len() <= MAX_CALLBACK_URL_BYTES => Some(url.trim().to_string()),
