@@ -19,6 +19,11 @@
 //! - `PUT /_test/stage-orphan`: stages a body and sends nothing (a producer
 //!   that died between the two).
 //! - `POST /_test/sweep?older_than_ms=N`: runs the staging sweep now.
+//! - `GET /_test/events?id=<upload id>`: the commit events recorded for
+//!   that upload. The harness's `consume_events` option binds this Worker
+//!   as the consumer of the `EVENTS` queue (production has none); each
+//!   message is then stored by [`record_events`] under
+//!   [`TEST_EVENTS_PREFIX`] and acked.
 
 use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
@@ -26,16 +31,37 @@ use pipeline_core::key::decode_key;
 use pipeline_core::message::STAGING_PREFIX;
 use serde_json::json;
 use wasm_bindgen::JsValue;
-use worker::{Context, Data, Method, QueueContentType, RawMessageBuilder, Request};
+use worker::{
+    Context, Data, Env, MessageBatch, MessageExt, Method, QueueContentType, RawMessageBuilder,
+    Request,
+};
 
 use crate::app::App;
-use crate::http::{self, internal, now_ms, ApiResult};
+use crate::http::{self, internal, log, now_ms, ApiResult};
 use crate::objects::scheduler_io::faults::FailWrites;
 use crate::objects::scheduler_store::probe::TxProbe;
 use crate::producer::{self, Delivery};
 
 /// The body of a bench enqueue; the consumer acks it and does nothing.
 pub const NOOP_MESSAGE: &str = "bench-noop";
+
+/// Where [`record_events`] keeps the commit events it consumed:
+/// `<prefix><upload id>/<event id>-<queue message id>`, one object per
+/// delivered message, so repeats stay visible. Under the reserved prefix,
+/// never listed by `GET /objects`.
+pub const TEST_EVENTS_PREFIX: &str = "_pipeline/test-events/";
+
+/// Whether `s` may be a segment of a recorded event's R2 key: upload ids,
+/// webhook ids and queue message ids are URL-safe, anything else is not
+/// stored.
+fn safe_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 512
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s != "."
+        && s != ".."
+}
 
 fn query_u32(req: &Request, name: &str) -> Result<u32, ApiError> {
     let url = req.url().map_err(|e| internal("url", e))?;
@@ -98,6 +124,7 @@ pub async fn route(app: &App, ctx: &Context, mut req: Request, path: &str) -> Op
         }
         (Method::Post, "/_test/enqueue-raw") => enqueue_raw(app, &mut req).await,
         (Method::Get, "/_test/staged") => staged(app).await,
+        (Method::Get, "/_test/events") => recorded_events(app, &req).await,
         (Method::Put, "/_test/stage-orphan") => stage_orphan(app, &mut req).await,
         (Method::Post, "/_test/sweep") => {
             let older_than_ms = i64::from(query_u32(&req, "older_than_ms").unwrap_or(0));
@@ -208,4 +235,94 @@ async fn staged(app: &App) -> ApiResult {
         .map_err(|e| internal("R2 list", e))?;
     let keys: Vec<String> = page.objects().into_iter().map(|o| o.key()).collect();
     http::json(200, &json!({"staged": keys}))
+}
+
+/// Consumes a batch of the commit-event queue (`EVENTS`, only when the
+/// harness bound this Worker as its consumer): stores each event under
+/// [`TEST_EVENTS_PREFIX`] and acks it. An event that is not JSON or names
+/// no usable ids is logged and acked; a failed store is retried.
+pub async fn record_events<T>(batch: &MessageBatch<T>, env: &Env) {
+    let app = match App::new(env.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            log(json!({"level": "error", "at": "test.events", "error": e.to_string()}));
+            batch.retry_all();
+            return;
+        }
+    };
+    for raw in batch.raw_iter() {
+        let text = crate::consumer::text_of(&raw).unwrap_or_default();
+        let event: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let upload_id = event["data"]["id"].as_str().unwrap_or_default();
+        let event_id = event["id"].as_str().unwrap_or_default();
+        let message_id = raw.id();
+        if ![upload_id, event_id, message_id.as_str()]
+            .iter()
+            .all(|s| safe_segment(s))
+        {
+            log(json!({"level": "error", "at": "test.events", "error": "unusable event; dropped"}));
+            raw.ack();
+            continue;
+        }
+        let key = format!("{TEST_EVENTS_PREFIX}{upload_id}/{event_id}-{message_id}");
+        let stored = match app.bucket() {
+            Ok(bucket) => bucket
+                .put(key, Data::Bytes(text.into_bytes()))
+                .execute()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match stored {
+            Ok(()) => raw.ack(),
+            Err(e) => {
+                log(json!({"level": "warn", "at": "test.events", "error": e}));
+                raw.retry();
+            }
+        }
+    }
+}
+
+/// `GET /_test/events?id=<upload id>`: `{"events": [...]}`, every recorded
+/// copy of every event of that upload, in key order.
+async fn recorded_events(app: &App, req: &Request) -> ApiResult {
+    let url = req.url().map_err(|e| internal("url", e))?;
+    let id = url
+        .query_pairs()
+        .find(|(k, _)| k == "id")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if !safe_segment(&id) {
+        return Err(ApiError::InvalidParameter("id must be an upload id".into()));
+    }
+    let bucket = app.bucket()?;
+    let prefix = format!("{TEST_EVENTS_PREFIX}{id}/");
+    let mut events = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut list = bucket.list().prefix(prefix.clone());
+        if let Some(c) = cursor.take() {
+            list = list.cursor(c);
+        }
+        let page = list.execute().await.map_err(|e| internal("R2 list", e))?;
+        for o in page.objects() {
+            let Some(obj) = bucket
+                .get(o.key())
+                .execute()
+                .await
+                .map_err(|e| internal("R2 get", e))?
+            else {
+                continue;
+            };
+            let Some(body) = obj.body() else { continue };
+            let text = body.text().await.map_err(|e| internal("R2 body", e))?;
+            events.push(serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default());
+        }
+        match page.cursor() {
+            Some(c) if page.truncated() => cursor = Some(c),
+            _ => break,
+        }
+    }
+    http::json(200, &json!({"events": events}))
 }

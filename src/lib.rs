@@ -77,6 +77,25 @@ async fn queue(
         consumer::webhooks::handle_dead_letters(&batch, &env).await;
     } else if name.ends_with("-webhooks") {
         consumer::webhooks::handle_batch(&batch, &env).await;
+    } else if name.ends_with("-events") {
+        // The commit-event queue is for downstream Workers: production
+        // binds no consumer for it here. A test-routes build consumes it
+        // when the e2e harness binds it (`consume_events`) and records the
+        // events for `GET /_test/events`.
+        #[cfg(feature = "test-routes")]
+        bench::record_events(&batch, &env).await;
+        // Should this Worker ever be bound as its consumer in production,
+        // the batch is logged and acked: never handed to the upload
+        // consumer, which would dead-letter the events as poison writes.
+        #[cfg(not(feature = "test-routes"))]
+        {
+            log(json!({
+                "level": "error", "at": "queue", "queue": name,
+                "messages": batch.raw_iter().count(),
+                "error": "this Worker does not consume the commit-event queue; acked",
+            }));
+            batch.ack_all();
+        }
     } else if name.ends_with("-dlq") {
         consumer::dead_letter::handle_batch(&batch, &env).await;
     } else {

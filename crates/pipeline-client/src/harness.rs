@@ -20,6 +20,16 @@
 //! `test-token`; with the empty `--env-file` and no `--var` it binds nothing;
 //! `--var API_TOKEN:` binds the empty string. The end-to-end suite keeps
 //! checking it (`routing_auth_cors.rs`: the dev token is refused).
+//!
+//! Commit events: production binds no consumer for the `EVENTS` queue
+//! (`r2-pipeline-events`). [`WorkerOptions::consume_events`] runs
+//! `wrangler dev --config` with a generated copy of `wrangler.toml` that
+//! adds one `[[queues.consumers]]` section for it, so a `test-routes` build
+//! records the events for `GET /_test/events`. Wrangler (4.86.0,
+//! `normalizeAndValidateMainField`) resolves `main` against the config
+//! file's directory, so the copy is written at the repository root as
+//! `.wrangler-e2e-<unique>.toml` (ignored by git) and removed when the
+//! worker stops, or by the `atexit` hook for workers held in statics.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -88,6 +98,9 @@ pub struct WorkerOptions {
     /// own `console.log` lines (its JSON log) are not printed; `log` shows
     /// them in [`LocalWorker::log_tail`] (e.g. `consumer.poison`).
     pub log_level: String,
+    /// Binds the Worker as the consumer of the commit-event queue (see the
+    /// module docs); default off, as in production.
+    pub consume_events: bool,
 }
 
 impl Default for WorkerOptions {
@@ -100,6 +113,7 @@ impl Default for WorkerOptions {
             startup_timeout: Duration::from_secs(90),
             stop_grace: Duration::from_secs(5),
             log_level: "info".into(),
+            consume_events: false,
         }
     }
 }
@@ -148,6 +162,40 @@ impl WorkerOptions {
         self.log_level = level.into();
         self
     }
+
+    /// Binds the Worker as the consumer of the commit-event queue
+    /// (`r2-pipeline-events`), which production leaves to downstream
+    /// Workers; a `test-routes` build then serves the consumed events at
+    /// `GET /_test/events?id=<upload id>`.
+    #[must_use]
+    pub fn consume_events(mut self, on: bool) -> Self {
+        self.consume_events = on;
+        self
+    }
+}
+
+/// The commit-event queue's name in `wrangler.toml`.
+pub const EVENTS_QUEUE: &str = "r2-pipeline-events";
+
+/// `wrangler.toml` plus a consumer for the commit-event queue. TOML lets
+/// an array of tables gain elements after other tables, so the section is
+/// appended as is.
+#[must_use]
+pub fn config_consuming_events(wrangler_toml: &str) -> String {
+    let mut text = wrangler_toml.to_owned();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "\n# Added by the e2e harness (consume_events): records commit events\n\
+         # for GET /_test/events. Never in the deployed configuration.\n\
+         [[queues.consumers]]\n\
+         queue = \"{EVENTS_QUEUE}\"\n\
+         max_batch_size = 100\n\
+         max_batch_timeout = 1\n\
+         max_retries = 3\n"
+    ));
+    text
 }
 
 /// The repository root: `$PIPELINE_REPO_ROOT`, else two levels above this
@@ -176,6 +224,9 @@ static LIVE_GROUPS: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
 /// Serialises edits of the pids file within this process.
 static PIDS_FILE_LOCK: Mutex<()> = Mutex::new(());
 static ATEXIT: Once = Once::new();
+/// Generated configs (`consume_events`) of runs not yet stopped: removed
+/// at exit too, for workers held in statics.
+static LIVE_CONFIGS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 extern "C" fn kill_live_groups() {
     // Runs at process exit (workers held in statics are never dropped):
@@ -186,6 +237,11 @@ extern "C" fn kill_live_groups() {
     for (pgid, pids_file) in groups.drain(..) {
         signal_group(pgid, libc::SIGKILL);
         forget_in_pids_file(pgid, &pids_file, false);
+    }
+    if let Ok(mut configs) = LIVE_CONFIGS.try_lock() {
+        for config in configs.drain(..) {
+            let _ = fs::remove_file(config);
+        }
     }
 }
 
@@ -284,6 +340,9 @@ pub struct LocalWorker {
     log_path: PathBuf,
     env_file: PathBuf,
     pids_file: PathBuf,
+    /// The generated config of the current run (`consume_events`), removed
+    /// when the run stops.
+    config_file: Option<PathBuf>,
     /// Whether the harness made the persist directory (and so removes it).
     owns_persist_dir: bool,
     port: u16,
@@ -331,6 +390,7 @@ impl LocalWorker {
             log_path,
             env_file,
             pids_file: e2e_dir.join("pids"),
+            config_file: None,
             owns_persist_dir: worker_opts_owns,
             port,
             inspector_port: 0,
@@ -359,9 +419,24 @@ impl LocalWorker {
             .try_clone()
             .map_err(io_err("duplicating the log handle"))?;
         let mut cmd = Command::new(self.repo.join("node_modules/.bin/wrangler"));
-        cmd.current_dir(&self.repo)
-            .arg("dev")
-            .args(["--ip", "127.0.0.1"])
+        cmd.current_dir(&self.repo).arg("dev");
+        if self.opts.consume_events {
+            let base = self.repo.join("wrangler.toml");
+            let text =
+                fs::read_to_string(&base).map_err(io_err(format!("reading {}", base.display())))?;
+            let config = self.repo.join(format!(
+                ".wrangler-e2e-{}.toml",
+                unique_name(&self.opts.label)
+            ));
+            fs::write(&config, config_consuming_events(&text))
+                .map_err(io_err(format!("writing {}", config.display())))?;
+            if let Ok(mut configs) = LIVE_CONFIGS.lock() {
+                configs.push(config.clone());
+            }
+            cmd.arg("--config").arg(&config);
+            self.config_file = Some(config);
+        }
+        cmd.args(["--ip", "127.0.0.1"])
             .args(["--port", &self.port.to_string()])
             .args(["--inspector-port", &inspector.to_string()])
             .arg("--persist-to")
@@ -390,7 +465,13 @@ impl LocalWorker {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(io_err("spawning wrangler dev"))?;
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                self.remove_config_file();
+                return Err(io_err("spawning wrangler dev")(e));
+            }
+        };
         let pgid = i32::try_from(child.id()).map_err(|_| HarnessError::Io {
             what: "process id out of range".into(),
             source: io::Error::from(io::ErrorKind::InvalidData),
@@ -446,6 +527,7 @@ impl LocalWorker {
     /// for the whole group and the port.
     fn shutdown(&mut self, graceful: bool) {
         let Some(pgid) = self.pgid.take() else {
+            self.remove_config_file();
             return;
         };
         let mut child = self.child.take();
@@ -475,9 +557,19 @@ impl LocalWorker {
             std::thread::sleep(Duration::from_millis(50));
         }
         unregister_group(pgid, &self.pids_file);
+        self.remove_config_file();
         if let Ok(mut log) = OpenOptions::new().append(true).open(&self.log_path) {
             let how = if graceful { "stopped" } else { "killed" };
             let _ = writeln!(log, "=== harness: {how} process group {pgid} ===");
+        }
+    }
+
+    fn remove_config_file(&mut self) {
+        if let Some(config) = self.config_file.take() {
+            let _ = fs::remove_file(&config);
+            if let Ok(mut configs) = LIVE_CONFIGS.lock() {
+                configs.retain(|c| *c != config);
+            }
         }
     }
 
@@ -617,6 +709,17 @@ mod tests {
                 .map(String::as_str),
             Some(DEFAULT_TOKEN)
         );
+    }
+
+    #[test]
+    fn the_events_config_adds_one_consumer() {
+        let base = "name = \"w\"\n[[queues.consumers]]\nqueue = \"u\"\n[vars]\nA = \"1\"";
+        let text = config_consuming_events(base);
+        assert!(text.starts_with(base));
+        assert_eq!(text.matches("[[queues.consumers]]").count(), 2);
+        assert!(text.contains(&format!("queue = \"{EVENTS_QUEUE}\"")));
+        assert!(!WorkerOptions::default().consume_events);
+        assert!(WorkerOptions::new("x").consume_events(true).consume_events);
     }
 
     #[test]
