@@ -14,6 +14,8 @@ cleanup() {
     while read -r pgid; do kill -9 -- "-$pgid" 2>/dev/null || true; done < target/e2e/pids
     rm -f target/e2e/pids
   fi
+  # Configs the harness generates for workers that consume the events queue.
+  rm -f .wrangler-e2e-*.toml
 }
 trap cleanup EXIT
 
