@@ -38,18 +38,7 @@ pub async fn handle_batch<T>(batch: &MessageBatch<T>, env: &Env) {
         let text = text_of(&raw).unwrap_or_default();
         let (id, reason, result) = match dead_letter(&text) {
             DeadLetter::Fail { msg, reason } => {
-                let req = FailRequest {
-                    id: msg.id.clone(),
-                    key: msg.key.clone(),
-                    accepted_ms: msg.accepted_ms,
-                    size: msg.size,
-                    op: msg.op,
-                    staged_key: msg.staged_key().map(str::to_string),
-                    idempotency_key: msg.idempotency_key.clone(),
-                    code: CODE.into(),
-                    message: reason.clone(),
-                    callback_url: msg.callback_url.clone(),
-                };
+                let req = FailRequest::dead_lettered(&msg, &reason);
                 (Some(msg.id), reason, fail(env, &req).await)
             }
             DeadLetter::Salvage {

@@ -130,6 +130,25 @@ pub struct FailRequest {
     pub callback_url: Option<String>,
 }
 
+impl FailRequest {
+    /// The request that ends a dead-lettered write `msg` as `failed` with
+    /// code `dead_lettered` and `reason`.
+    pub fn dead_lettered(msg: &WriteMessage, reason: &str) -> Self {
+        Self {
+            id: msg.id.clone(),
+            key: msg.key.clone(),
+            accepted_ms: msg.accepted_ms,
+            size: msg.size,
+            op: msg.op,
+            staged_key: msg.staged_key().map(str::to_string),
+            idempotency_key: msg.idempotency_key.clone(),
+            code: "dead_lettered".into(),
+            message: reason.to_string(),
+            callback_url: msg.callback_url.clone(),
+        }
+    }
+}
+
 /// What the scheduler did with a dead letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

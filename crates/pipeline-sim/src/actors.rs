@@ -712,18 +712,7 @@ async fn dead_letter_one(world: Rc<World>, m: QMsg) {
                     let _ = io(&world, Io::DeleteStaged { key: k.to_string() }).await;
                 }
             }
-            let req = FailRequest {
-                id: msg.id.clone(),
-                key: msg.key.clone(),
-                accepted_ms: msg.accepted_ms,
-                size: msg.size,
-                op: msg.op,
-                staged_key: msg.staged_key().map(str::to_string),
-                idempotency_key: msg.idempotency_key.clone(),
-                code: "dead_lettered".into(),
-                message: reason,
-                callback_url: msg.callback_url.clone(),
-            };
+            let req = FailRequest::dead_lettered(&msg, &reason);
             let slot = world.call_object(obj_of(&world, &msg.key), move |world, obj| {
                 Box::pin(async move {
                     let (host, mem, cfg) = world.scheduler_parts(obj);
