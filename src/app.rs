@@ -62,6 +62,19 @@ impl App {
         check_bearer(header.as_deref(), self.secret("API_TOKEN").as_deref())
     }
 
+    /// The check for `GET /metrics`: `API_TOKEN`, or `METRICS_TOKEN` when
+    /// that is set (a scraper can then hold a token that cannot write).
+    ///
+    /// # Errors
+    /// [`ApiError::Unauthorized`] for a missing or wrong token.
+    pub fn require_metrics(&self, req: &Request) -> Result<(), ApiError> {
+        let header = req.headers().get("Authorization").ok().flatten();
+        match self.secret("METRICS_TOKEN") {
+            Some(m) if check_bearer(header.as_deref(), Some(&m)).is_ok() => Ok(()),
+            _ => check_bearer(header.as_deref(), self.secret("API_TOKEN").as_deref()),
+        }
+    }
+
     /// The check for reads: none unless `PUBLIC_READS` is `"false"`.
     ///
     /// # Errors

@@ -38,6 +38,17 @@ pub fn json(status: u16, value: &serde_json::Value) -> ApiResult {
         .with_headers(headers))
 }
 
+/// A plain-text response with `status` (the caller sets a more precise
+/// `Content-Type` when it has one).
+pub fn text(status: u16, body: &str) -> ApiResult {
+    let headers = Headers::new();
+    set(&headers, "Content-Type", "text/plain; charset=utf-8")?;
+    Ok(Response::from_bytes(body.as_bytes().to_vec())
+        .map_err(|e| internal("building response", e))?
+        .with_status(status)
+        .with_headers(headers))
+}
+
 /// An empty response with `status`.
 pub fn empty(status: u16) -> ApiResult {
     Ok(Response::empty()

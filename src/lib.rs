@@ -155,6 +155,21 @@ async fn route(app: &App, ctx: &Context, req: Request) -> ApiResult {
             }
             _ => Err(method_not_allowed("POST")),
         },
+        ["metrics"] => match method {
+            Method::Get | Method::Head => {
+                app.require_metrics(&req)?;
+                producer::stats::flush(&app.env).await;
+                let totals = objects::stats_shard::read_all(&app.env).await?;
+                let resp = http::text(200, &pipeline_core::metrics::render(&totals))?;
+                http::set(
+                    resp.headers(),
+                    "Content-Type",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )?;
+                Ok(resp)
+            }
+            _ => Err(method_not_allowed("GET, HEAD")),
+        },
         ["stats"] => match method {
             Method::Get | Method::Head => {
                 app.require_read(&req)?;

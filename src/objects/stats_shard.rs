@@ -60,10 +60,26 @@ struct SourceRow {
     failed: i64,
     r2_writes: i64,
     rate_limited: i64,
+    /// The latency histograms as JSON (`{"commit_lag", "queue_wait"}`).
+    hist: Option<String>,
+}
+
+/// The histograms of a source, stored as one JSON column.
+#[derive(Default, serde::Serialize, Deserialize)]
+struct Hist {
+    #[serde(default)]
+    commit_lag: pipeline_core::metrics::Histogram,
+    #[serde(default)]
+    queue_wait: pipeline_core::metrics::Histogram,
 }
 
 impl From<SourceRow> for Totals {
     fn from(r: SourceRow) -> Self {
+        let h: Hist = r
+            .hist
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
         Totals {
             accepted: r.accepted,
             committed: r.committed,
@@ -71,21 +87,29 @@ impl From<SourceRow> for Totals {
             failed: r.failed,
             r2_writes: r.r2_writes,
             rate_limited: r.rate_limited,
+            commit_lag: h.commit_lag,
+            queue_wait: h.queue_wait,
         }
     }
 }
 
-const COLUMNS: &str = "accepted, committed, superseded, failed, r2_writes, rate_limited";
+const COLUMNS: &str = "accepted, committed, superseded, failed, r2_writes, rate_limited, hist";
 
 impl DurableObject for StatsShard {
     fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        // Shards created before the histograms existed gain the column.
         let _ = exec(
             &state.storage().sql(),
             "CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, version INTEGER NOT NULL, \
              accepted INTEGER NOT NULL, committed INTEGER NOT NULL, superseded INTEGER NOT NULL, \
-             failed INTEGER NOT NULL, r2_writes INTEGER NOT NULL, rate_limited INTEGER NOT NULL)",
+             failed INTEGER NOT NULL, r2_writes INTEGER NOT NULL, rate_limited INTEGER NOT NULL, \
+             hist TEXT)",
             vec![],
         );
+        if sql.exec("SELECT hist FROM sources LIMIT 0", None).is_err() {
+            let _ = exec(&sql, "ALTER TABLE sources ADD COLUMN hist TEXT", vec![]);
+        }
         Self { state }
     }
 
@@ -120,10 +144,10 @@ fn apply_push(sql: &SqlStorage, p: &Push) -> Result<(), ApiError> {
     exec(
         sql,
         &format!(
-            "INSERT INTO sources (source, version, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO sources (source, version, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT(source) DO UPDATE SET version = excluded.version, accepted = excluded.accepted, \
              committed = excluded.committed, superseded = excluded.superseded, failed = excluded.failed, \
-             r2_writes = excluded.r2_writes, rate_limited = excluded.rate_limited"
+             r2_writes = excluded.r2_writes, rate_limited = excluded.rate_limited, hist = excluded.hist"
         ),
         vec![
             p.source.as_str().into(),
@@ -134,6 +158,12 @@ fn apply_push(sql: &SqlStorage, p: &Push) -> Result<(), ApiError> {
             t.failed.into(),
             t.r2_writes.into(),
             t.rate_limited.into(),
+            serde_json::to_string(&Hist {
+                commit_lag: t.commit_lag,
+                queue_wait: t.queue_wait,
+            })
+            .map_err(|e| crate::http::internal("encoding histograms", e))?
+            .into(),
         ],
     )
 }

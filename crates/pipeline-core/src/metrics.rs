@@ -1,6 +1,6 @@
-//! The Prometheus text exposition format (which OpenMetrics scrapers read
-//! too) for the planned `GET /metrics` route (docs/API.md, "Planned"; no
-//! route serves it yet): the `/stats` counters, the in-flight gauge, and
+//! `GET /metrics` in the Prometheus text exposition format (which
+//! OpenMetrics scrapers read too): the `/stats` counters, the in-flight
+//! gauge, and
 //! histograms of commit lag (accepted → committed) and queue wait
 //! (accepted → taken by the key's scheduler). No object key is ever a
 //! label: label sets stay bounded however many keys are written.
@@ -17,11 +17,12 @@ pub const BUCKETS_MS: [i64; 12] = [
 ];
 
 /// A latency histogram: counts per bucket (not cumulative), their sum and
-/// count. Sources add theirs up like [`Totals`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// count. Fixed-size, so totals holding it stay `Copy`; sources add theirs
+/// up like the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Histogram {
     /// One count per [`BUCKETS_MS`] bound, plus one for larger values.
-    pub buckets: Vec<u64>,
+    pub buckets: [u64; BUCKETS_MS.len() + 1],
     pub sum_ms: i64,
     pub count: u64,
 }
@@ -30,37 +31,24 @@ impl Histogram {
     /// Records one observation of `ms` (negative counts as 0).
     pub fn observe(&mut self, ms: i64) {
         let ms = ms.max(0);
-        if self.buckets.len() != BUCKETS_MS.len() + 1 {
-            self.buckets.resize(BUCKETS_MS.len() + 1, 0);
-        }
         let i = BUCKETS_MS
             .iter()
             .position(|b| ms <= *b)
             .unwrap_or(BUCKETS_MS.len());
-        self.buckets[i] += 1;
-        self.sum_ms += ms;
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b += 1;
+        }
+        self.sum_ms = self.sum_ms.saturating_add(ms);
         self.count += 1;
     }
 
     /// Adds another histogram's observations.
     pub fn add(&mut self, o: &Histogram) {
-        if self.buckets.len() < o.buckets.len() {
-            self.buckets.resize(o.buckets.len(), 0);
-        }
         for (a, b) in self.buckets.iter_mut().zip(&o.buckets) {
             *a += b;
         }
-        self.sum_ms += o.sum_ms;
+        self.sum_ms = self.sum_ms.saturating_add(o.sum_ms);
         self.count += o.count;
-    }
-
-    /// Subtracts `o` (an earlier cumulative state of the same source).
-    pub fn sub(&mut self, o: &Histogram) {
-        for (a, b) in self.buckets.iter_mut().zip(&o.buckets) {
-            *a = a.saturating_sub(*b);
-        }
-        self.sum_ms -= o.sum_ms;
-        self.count = self.count.saturating_sub(o.count);
     }
 
     /// An estimate of the `q` quantile in ms (the bucket bound it falls in).
@@ -80,13 +68,8 @@ impl Histogram {
     }
 }
 
-/// Everything `/metrics` shows.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub totals: Totals,
-    pub commit_lag: Histogram,
-    pub queue_wait: Histogram,
-}
+/// Everything `/metrics` shows: the totals carry the histograms.
+pub type Snapshot = Totals;
 
 fn counter(out: &mut String, name: &str, help: &str, v: i64) {
     let _ = writeln!(
@@ -112,8 +95,7 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
 }
 
 /// Renders the Prometheus text format (version 0.0.4).
-pub fn render(s: &Snapshot) -> String {
-    let t = &s.totals;
+pub fn render(t: &Snapshot) -> String {
     let mut out = String::new();
     counter(
         &mut out,
@@ -160,13 +142,13 @@ pub fn render(s: &Snapshot) -> String {
         &mut out,
         "pipeline_commit_lag_seconds",
         "From acceptance to the start of the write's R2 commit.",
-        &s.commit_lag,
+        &t.commit_lag,
     );
     histogram(
         &mut out,
         "pipeline_queue_wait_seconds",
         "From acceptance until the key's scheduler took the write.",
-        &s.queue_wait,
+        &t.queue_wait,
     );
     out
 }
@@ -185,18 +167,17 @@ mod tests {
         assert_eq!(h.buckets[0], 1);
         assert_eq!(h.buckets[BUCKETS_MS.len()], 1);
         assert_eq!(h.quantile_ms(0.5), Some(500));
-        let mut g = h.clone();
+        let mut g = h;
         g.add(&h);
         assert_eq!(g.count, 12);
-        g.sub(&h);
-        assert_eq!(g, h);
+        assert_eq!(g.buckets[0], 2);
     }
 
     #[test]
     fn renders_counters_gauge_and_cumulative_buckets() {
         let mut s = Snapshot::default();
-        s.totals.accepted = 5;
-        s.totals.committed = 3;
+        s.accepted = 5;
+        s.committed = 3;
         s.commit_lag.observe(700);
         s.commit_lag.observe(1500);
         let text = render(&s);

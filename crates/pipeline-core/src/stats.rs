@@ -19,6 +19,12 @@ pub struct Totals {
     pub failed: i64,
     pub r2_writes: i64,
     pub rate_limited: i64,
+    /// From acceptance to the start of the committed R2 write.
+    #[serde(default)]
+    pub commit_lag: crate::metrics::Histogram,
+    /// From acceptance until the key's scheduler took the write.
+    #[serde(default)]
+    pub queue_wait: crate::metrics::Histogram,
 }
 
 impl AddAssign for Totals {
@@ -29,6 +35,8 @@ impl AddAssign for Totals {
         self.failed += o.failed;
         self.r2_writes += o.r2_writes;
         self.rate_limited += o.rate_limited;
+        self.commit_lag.add(&o.commit_lag);
+        self.queue_wait.add(&o.queue_wait);
     }
 }
 

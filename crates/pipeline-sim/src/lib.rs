@@ -305,6 +305,16 @@ fn check_drained(world: &Rc<World>) -> Option<String> {
             want.2
         ));
     }
+    // The latency histograms count each write once.
+    if t.commit_lag.count as i64 != want.0 || t.queue_wait.count as usize != l.ended.len() {
+        return Some(format!(
+            "histograms count {} commits and {} admissions; the writes say {} and {}",
+            t.commit_lag.count,
+            t.queue_wait.count,
+            want.0,
+            l.ended.len()
+        ));
+    }
     // Idempotency: one id per key, and it was enqueued.
     for ((key, idem), ids) in &l.idem_answers {
         if ids.len() != 1 {

@@ -41,7 +41,7 @@ impl MemStore {
     pub fn apply(&mut self, ops: Vec<Op>) {
         for op in ops {
             match op {
-                Op::PutMeta(m) => self.meta = m,
+                Op::PutMeta(m) => self.meta = *m,
                 Op::PutUpload(r) => {
                     self.uploads.insert(r.id.clone(), r);
                 }

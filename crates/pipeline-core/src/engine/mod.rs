@@ -156,7 +156,7 @@ impl Tx {
     /// # Errors
     /// [`StoreError`]; nothing was written then.
     pub fn apply(mut self, store: &impl Store) -> Result<Meta, StoreError> {
-        self.ops.insert(0, Op::PutMeta(self.meta.clone()));
+        self.ops.insert(0, Op::PutMeta(Box::new(self.meta.clone())));
         store.apply(self.ops)?;
         Ok(self.meta)
     }
@@ -174,6 +174,9 @@ impl Tx {
         if rec.state.is_terminal() {
             self.record_event(&rec);
         }
+        // A new row is the scheduler taking the write: its queue wait.
+        let wait = self.now - rec.accepted_ms;
+        self.count(|t| t.queue_wait.observe(wait));
         self.ops.push(Op::PutUpload(rec));
     }
 
@@ -191,9 +194,11 @@ impl Tx {
                 rec.state = UploadState::Committed;
                 rec.committed_ms = Some(start_ms);
                 rec.etag = etag;
+                let lag = start_ms - rec.accepted_ms;
                 self.count(|t| {
                     t.committed += 1;
                     t.r2_writes += 1;
+                    t.commit_lag.observe(lag);
                 });
             }
             End::Superseded { by } => {

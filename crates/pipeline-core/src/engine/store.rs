@@ -156,7 +156,7 @@ pub struct IdemRecord {
 /// One change to storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    PutMeta(Meta),
+    PutMeta(Box<Meta>),
     /// Insert or replace the row of `record.id`.
     PutUpload(UploadRecord),
     /// Keep the body of a held write until it ends.
