@@ -181,7 +181,7 @@ impl StatsSink for SimHost {
             .io(Io::Push {
                 source: format!("key:{}", self.obj),
                 version,
-                totals,
+                totals: Box::new(totals),
             })
             .await
         {

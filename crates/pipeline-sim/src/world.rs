@@ -51,7 +51,7 @@ pub enum Io {
     Push {
         source: String,
         version: i64,
-        totals: Totals,
+        totals: Box<Totals>,
     },
     Sleep {
         ms: i64,
@@ -683,7 +683,7 @@ impl World {
                     .entry(source)
                     .or_insert((i64::MIN, Totals::default()));
                 if version > e.0 {
-                    *e = (version, totals);
+                    *e = (version, *totals);
                 }
                 IoResult::Unit(Ok(()))
             }
