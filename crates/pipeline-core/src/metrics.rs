@@ -175,9 +175,11 @@ mod tests {
 
     #[test]
     fn renders_counters_gauge_and_cumulative_buckets() {
-        let mut s = Snapshot::default();
-        s.accepted = 5;
-        s.committed = 3;
+        let mut s = Snapshot {
+            accepted: 5,
+            committed: 3,
+            ..Snapshot::default()
+        };
         s.commit_lag.observe(700);
         s.commit_lag.observe(1500);
         let text = render(&s);
