@@ -85,7 +85,7 @@ impl SimConfig {
             p_late_alarm: [0.0, 0.1][r.below(2)],
             p_double_alarm: [0.0, 0.1][r.below(2)],
             p_push_fail: [0.0, 0.1][r.below(2)],
-            p_consumer_dies: [0.0, 0.0, 0.1, 0.5][r.below(4)],
+            p_consumer_dies: [0.0, 0.0, 0.1, 0.5, 0.8][r.below(5)],
             crash_every_ms: [600_000, 3_000, 800][r.below(3)],
             outage_every_ms: [600_000, 10_000, 4_000][r.below(3)],
             // Outages the consumer's backoff must ride out.
