@@ -5,7 +5,7 @@
 //! through Wasm memory. The pipeline's own prefix never shows.
 
 use pipeline_core::conditional::{evaluate, http_date, if_range_allows, Conditions, Precondition};
-use pipeline_core::config::MAX_STATUS_WAIT_SECS;
+use pipeline_core::config::parse_wait_secs;
 use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
 use pipeline_core::key::{decode_key, validate_list_prefix, RESERVED_PREFIX};
@@ -43,13 +43,7 @@ pub async fn get(app: &App, req: &Request, raw_key: &str, head_only: bool) -> Ap
         if k == "after" {
             after = Some(v.to_string());
         } else if k == "wait" {
-            wait_secs = v
-                .parse::<u32>()
-                .ok()
-                .filter(|w| *w <= MAX_STATUS_WAIT_SECS)
-                .ok_or_else(|| {
-                    ApiError::InvalidParameter("wait must be an integer from 0 to 30".into())
-                })?;
+            wait_secs = parse_wait_secs(&v)?;
         } else if k == "consistency" {
             latest = match v.as_ref() {
                 "latest" => true,

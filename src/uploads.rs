@@ -5,7 +5,7 @@
 //! An id the scheduler has not seen yet is `queued`: it was accepted (this
 //! deployment sealed it) and is still in the queue.
 
-use pipeline_core::config::MAX_STATUS_WAIT_SECS;
+use pipeline_core::config::parse_wait_secs;
 use pipeline_core::error::ApiError;
 use pipeline_core::protocol::StatusRequest;
 use worker::Request;
@@ -23,13 +23,7 @@ pub fn parse_wait(req: &Request) -> Result<u32, ApiError> {
     for (k, v) in url.query_pairs() {
         match k.as_ref() {
             "wait" => {
-                wait = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|w| *w <= MAX_STATUS_WAIT_SECS)
-                    .ok_or_else(|| {
-                        ApiError::InvalidParameter("wait must be an integer from 0 to 30".into())
-                    })?;
+                wait = parse_wait_secs(&v)?;
             }
             _ => {
                 return Err(ApiError::InvalidParameter(

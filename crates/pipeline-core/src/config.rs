@@ -25,6 +25,20 @@ pub const MAX_COMMIT_ATTEMPTS: u32 = 5;
 pub const QUEUE_RETRY_BASE_DELAY_SECS: u32 = 2;
 /// Longest `?wait=` on the status route (seconds), per the contract.
 pub const MAX_STATUS_WAIT_SECS: u32 = 30;
+
+/// Reads a `?wait=` value (status long-polls and `?after=` reads): whole
+/// seconds from 0 to [`MAX_STATUS_WAIT_SECS`].
+///
+/// # Errors
+/// [`ApiError::InvalidParameter`] for anything else (the value is not
+/// quoted back).
+pub fn parse_wait_secs(value: &str) -> Result<u32, ApiError> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|w| *w <= MAX_STATUS_WAIT_SECS)
+        .ok_or_else(|| ApiError::InvalidParameter("wait must be an integer from 0 to 30".into()))
+}
 /// Stats shards: writers spread over them, `/stats` reads them all. More
 /// shards spread more load; each `/stats` costs one call per shard.
 pub const STATS_SHARDS: u32 = 8;
@@ -146,6 +160,19 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_is_whole_seconds_up_to_thirty() {
+        assert_eq!(parse_wait_secs("0").unwrap(), 0);
+        assert_eq!(parse_wait_secs("30").unwrap(), 30);
+        for bad in ["31", "-1", "1.5", "", "soon"] {
+            assert_eq!(
+                parse_wait_secs(bad).unwrap_err().code(),
+                "invalid_parameter",
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_apply_when_vars_are_absent() {
