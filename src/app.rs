@@ -24,6 +24,7 @@ impl App {
     /// [`ApiError::Internal`] for a var that is set but invalid.
     pub fn new(env: Env) -> Result<Self, ApiError> {
         let settings = Settings::from_vars(|k| env.var(k).ok().map(|v| v.to_string()))?;
+        crate::http::set_log_level(settings.log_level);
         Ok(Self { env, settings })
     }
 

@@ -5,7 +5,9 @@
 //! [`pipeline_core::error::ApiError`] and [`error_response`] gives it the
 //! contract's status and `{"error": {"code", "message"}}` body.
 
-use pipeline_core::config::AllowedOrigins;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use pipeline_core::config::{AllowedOrigins, LogLevel};
 use pipeline_core::error::ApiError;
 use worker::{Headers, Response};
 
@@ -184,9 +186,25 @@ pub fn now_ms() -> i64 {
     worker::Date::now().as_millis() as i64
 }
 
-/// One structured log line.
+/// The isolate's `LOG_LEVEL` threshold (a [`LogLevel`] as `u8`). Every
+/// request and every scheduler parses the settings and stores it here; an
+/// isolate that has not parsed them yet writes `info` and above.
+static LOG_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
+
+/// Sets the isolate's log threshold (from `Settings::log_level`).
+pub fn set_log_level(level: LogLevel) {
+    LOG_LEVEL.store(level.as_u8(), Ordering::Relaxed);
+}
+
+/// One structured log line, written when its `"level"` field is at or
+/// above the configured `LOG_LEVEL` (a line without one counts as `info`).
 pub fn log(fields: serde_json::Value) {
-    worker::console_log!("{}", fields);
+    let threshold = LogLevel::from_u8(LOG_LEVEL.load(Ordering::Relaxed));
+    if threshold.writes(LogLevel::of_line(
+        fields.get("level").and_then(serde_json::Value::as_str),
+    )) {
+        worker::console_log!("{}", fields);
+    }
 }
 
 /// Cancels a request body that will not be read to its end, so the runtime

@@ -41,6 +41,7 @@ impl DurableObject for KeyScheduler {
             log(json!({"level": "error", "at": "scheduler.settings", "error": e.to_string()}));
             Settings::default()
         });
+        crate::http::set_log_level(settings.log_level);
         // Commit events are on exactly when the EVENTS queue is bound.
         let events = env.queue(bindings::EVENTS).is_ok();
         let host = SchedulerHost::new(&state, env);

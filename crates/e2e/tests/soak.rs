@@ -497,7 +497,16 @@ fn sample(inspector: &mut Inspector, pgid: i32, t: f64) -> Option<Sample> {
 fn sustained_mixed_load_keeps_memory_flat_and_every_id_terminal() {
     let seconds = env_u64("SOAK_SECONDS", 60).max(10);
     let rate = env_u64("SOAK_RATE", 150).max(1);
-    let w = start(WorkerOptions::new("soak"));
+    let mut opts = WorkerOptions::new("soak");
+    // Variants for measuring the runtime's memory: wrangler's own log level
+    // and the Worker's LOG_LEVEL var.
+    if let Ok(level) = std::env::var("SOAK_WRANGLER_LOG_LEVEL") {
+        opts = opts.log_level(&level);
+    }
+    if let Ok(level) = std::env::var("SOAK_LOG_LEVEL") {
+        opts = opts.var("LOG_LEVEL", &level);
+    }
+    let w = start(opts);
     let pgid = w.pgid().expect("running");
     let c = w.client();
     let keys: Vec<String> = (0..KEYS).map(|_| unique_key("soak")).collect();
@@ -710,6 +719,16 @@ fn sustained_mixed_load_keeps_memory_flat_and_every_id_terminal() {
         mixed.len(),
         ledger.reads_404.load(Ordering::Relaxed),
     );
+    for (pid, name, _) in &last.procs {
+        println!(
+            "FIGURES soak RSS MiB of {name} {pid} every 5 s: {:?}",
+            samples
+                .iter()
+                .filter_map(|x| x.procs.iter().find(|p| p.0 == *pid))
+                .map(|p| format!("{:.0}", mib(p.2 * 1024)))
+                .collect::<Vec<_>>()
+        );
+    }
     println!(
         "FIGURES soak memory ({missed} samples missed): Worker isolate Wasm memory MiB {:?}; \
          JS heap floor MiB {:?}; \

@@ -9,6 +9,7 @@
 //! benchmark's targets and turns them into a table and JSON with every
 //! input ([`env`]).
 
+pub mod charts;
 pub mod ctx;
 pub mod env;
 pub mod ingest;

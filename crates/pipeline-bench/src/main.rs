@@ -407,6 +407,14 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    if let Some(storm) = &report.storm {
+        match pipeline_bench::charts::write_storm(&args.out, storm) {
+            Ok(paths) => paths
+                .iter()
+                .for_each(|p| eprintln!("wrote {}", p.display())),
+            Err(e) => eprintln!("storm charts not written: {e}"),
+        }
+    }
     eprintln!(
         "wrote {} ({:.0} s in all)",
         args.out.display(),

@@ -128,6 +128,12 @@ pub struct StormRoute {
     pub cpu: CpuUse,
     /// Runtime CPU per request, ms (`None` with `--url`).
     pub runtime_cpu_ms_per_request: Option<f64>,
+    /// Start time of every R2 write (Unix ms), by key index: the data of
+    /// the writes-per-key chart (`charts`).
+    pub write_starts_ms: BTreeMap<usize, Vec<i64>>,
+    /// `committed_at − accepted_at` of every committed write, ms
+    /// (pipeline): the data of the commit-lag chart.
+    pub commit_lags_all_ms: Vec<f64>,
 }
 
 impl StormRoute {
@@ -166,6 +172,8 @@ impl StormRoute {
             drain_s: None,
             cpu: CpuUse::default(),
             runtime_cpu_ms_per_request: None,
+            write_starts_ms: BTreeMap::new(),
+            commit_lags_all_ms: Vec::new(),
         }
     }
 
@@ -195,6 +203,7 @@ impl StormRoute {
         self.writes_per_key_per_s_max = rates.iter().copied().fold(0.0, f64::max);
         self.writes_per_key_per_s_mean = Summary::of(&rates).mean;
         self.r2_writes = starts_by_key.values().map(Vec::len).sum();
+        self.write_starts_ms = starts_by_key.clone();
         for starts in starts_by_key.values() {
             let s = spacing(starts, SPACING_MS);
             self.spacing_violations += s.violations;
@@ -346,7 +355,11 @@ fn pipeline(ctx: &Ctx, cfg: &StormConfig) -> StormRoute {
         if let Ok(st) = status {
             if st.state == UploadState::Committed {
                 match st.committed_at.as_deref().and_then(parse_ms) {
-                    Some(t) => starts.entry(k).or_default().push(t),
+                    Some(t) => {
+                        starts.entry(k).or_default().push(t);
+                        #[allow(clippy::cast_precision_loss)]
+                        r.commit_lags_all_ms.push((t - a.accepted_ms) as f64);
+                    }
                     None => ctx.fail(format!(
                         "storm pipeline: {} committed without committed_at",
                         st.id

@@ -45,6 +45,89 @@ pub const STATS_SHARDS: u32 = 8;
 /// `Idempotency-Key` memory, per the contract: 24 h.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 
+/// `LOG_LEVEL`: the least severe log line that is written. Lines are ranked
+/// `debug` < `info` < `warn` < `error`; `off` writes none.
+///
+/// The default, `info`, keeps the one structured line per request (method,
+/// path, status, error code, duration, request id) that `wrangler tail` and
+/// Workers Logs show, plus one line per consumer batch. Each line is a
+/// `console.log` call: it costs CPU in the Worker and, under `wrangler dev`,
+/// memory in the dev server that prints it (docs/RELIABILITY.md, "Runtime
+/// memory under sustained load"). `warn` keeps only what needs a look
+/// (retried keys, refused webhooks) and errors, including every request
+/// answered with a 5xx; `off` leaves the Worker silent, also about errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum LogLevel {
+    /// Everything, including the diagnostic lines of single steps.
+    Debug,
+    /// The default: one line per request and per consumer batch.
+    #[default]
+    Info,
+    /// Problems that were handled: retries, refusals, dropped events.
+    Warn,
+    /// Failures: 5xx answers, storage errors, misconfiguration.
+    Error,
+    /// No lines at all.
+    Off,
+}
+
+impl LogLevel {
+    /// Reads a level name (`debug`, `info`, `warn`, `error`, `off`; any
+    /// case, `warning` for `warn`, `none` for `off`).
+    ///
+    /// # Errors
+    /// [`ApiError::Internal`] naming the accepted values.
+    pub fn parse(value: &str) -> Result<Self, ApiError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "debug" => Ok(LogLevel::Debug),
+            "info" => Ok(LogLevel::Info),
+            "warn" | "warning" => Ok(LogLevel::Warn),
+            "error" => Ok(LogLevel::Error),
+            "off" | "none" => Ok(LogLevel::Off),
+            _ => Err(ApiError::Internal(
+                "LOG_LEVEL is not one of debug, info, warn, error, off".into(),
+            )),
+        }
+    }
+
+    /// The level a log line names in its `"level"` field; a line without a
+    /// known one counts as `info`.
+    #[must_use]
+    pub fn of_line(level: Option<&str>) -> Self {
+        match level {
+            Some("debug") => LogLevel::Debug,
+            Some("warn") => LogLevel::Warn,
+            Some("error") => LogLevel::Error,
+            _ => LogLevel::Info,
+        }
+    }
+
+    /// Whether a line of level `line` is written when this is the
+    /// configured level. `off` is a threshold only: no line is `off`.
+    #[must_use]
+    pub fn writes(self, line: LogLevel) -> bool {
+        self != LogLevel::Off && line != LogLevel::Off && line >= self
+    }
+
+    /// A small number for storing the level in an atomic.
+    #[must_use]
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The inverse of [`LogLevel::as_u8`]; out-of-range values are `info`.
+    #[must_use]
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            0 => LogLevel::Debug,
+            2 => LogLevel::Warn,
+            3 => LogLevel::Error,
+            4 => LogLevel::Off,
+            _ => LogLevel::Info,
+        }
+    }
+}
+
 /// Which origins CORS answers for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedOrigins {
@@ -96,6 +179,8 @@ pub struct Settings {
     /// Larger batches amortise more requests; the whole body is read into
     /// memory (its lines are small writes by design).
     pub max_batch_bytes: u64,
+    /// `LOG_LEVEL`: see [`LogLevel`] (default `info`).
+    pub log_level: LogLevel,
 }
 
 impl Default for Settings {
@@ -107,6 +192,7 @@ impl Default for Settings {
             status_ttl_ms: DEFAULT_STATUS_TTL_SECONDS as i64 * 1000,
             max_prefer_wait_secs: crate::prefer::MAX_PREFER_WAIT_SECS,
             max_batch_bytes: crate::batch::DEFAULT_MAX_BATCH_BYTES,
+            log_level: LogLevel::Info,
         }
     }
 }
@@ -140,6 +226,9 @@ impl Settings {
                 .trim()
                 .parse()
                 .map_err(|_| ApiError::Internal("MAX_BATCH_BYTES is not a whole number".into()))?;
+        }
+        if let Some(v) = var("LOG_LEVEL").filter(|v| !v.trim().is_empty()) {
+            s.log_level = LogLevel::parse(&v)?;
         }
         if let Some(v) = var("PREFER_WAIT_MAX_SECONDS") {
             s.max_prefer_wait_secs = v
@@ -191,6 +280,37 @@ mod tests {
         assert!(!s.public_reads);
         assert_eq!(s.max_upload_bytes, 10);
         assert!(Settings::from_vars(|k| (k == "MAX_UPLOAD_BYTES").then(|| "x".into())).is_err());
+    }
+
+    #[test]
+    fn log_level_parses_ranks_and_refuses_unknown_names() {
+        let level = |v: &str| Settings::from_vars(|k| (k == "LOG_LEVEL").then(|| v.into()));
+        assert_eq!(level("").unwrap().log_level, LogLevel::Info);
+        assert_eq!(level(" WARN ").unwrap().log_level, LogLevel::Warn);
+        assert_eq!(level("off").unwrap().log_level, LogLevel::Off);
+        assert_eq!(level("debug").unwrap().log_level, LogLevel::Debug);
+        assert_eq!(level("loud").unwrap_err().code(), "internal_error");
+        // The default writes info and above, not debug.
+        let info = LogLevel::default();
+        assert!(info.writes(LogLevel::Info) && info.writes(LogLevel::Error));
+        assert!(!info.writes(LogLevel::Debug));
+        // warn drops the per-request info lines but keeps 5xx (error) lines.
+        assert!(!LogLevel::Warn.writes(LogLevel::of_line(Some("info"))));
+        assert!(LogLevel::Warn.writes(LogLevel::of_line(Some("error"))));
+        // off writes nothing, not even errors.
+        assert!(!LogLevel::Off.writes(LogLevel::Error));
+        // A line without a known level counts as info.
+        assert_eq!(LogLevel::of_line(None), LogLevel::Info);
+        assert_eq!(LogLevel::of_line(Some("chatty")), LogLevel::Info);
+        for l in [
+            LogLevel::Debug,
+            LogLevel::Info,
+            LogLevel::Warn,
+            LogLevel::Error,
+            LogLevel::Off,
+        ] {
+            assert_eq!(LogLevel::from_u8(l.as_u8()), l);
+        }
     }
 
     #[test]
