@@ -309,6 +309,12 @@ impl Ledger {
     }
 }
 
+/// `SOAK_OPS=healthz`: every operation is a `GET /healthz` (the control
+/// for the runtime's memory; the end-to-end checks then have no writes).
+fn healthz_only() -> bool {
+    std::env::var("SOAK_OPS").is_ok_and(|v| v == "healthz")
+}
+
 /// One operation, chosen by `roll` (0..100).
 fn operate(c: &Client, keys: &[String], counters: &[String], ledger: &Ledger, seq: u64) {
     let roll = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57; // 0..127
@@ -320,6 +326,15 @@ fn operate(c: &Client, keys: &[String], counters: &[String], ledger: &Ledger, se
         len,
         seed: seq,
     };
+    if healthz_only() {
+        // The control: the same request rate on a route that touches no
+        // storage, so the runtime's own per-request memory shows alone.
+        if let Err(e) = c.healthz() {
+            ledger.server_error(format!("GET /healthz: {e}"));
+        }
+        ledger.ops.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     match roll {
         // Asynchronous PUTs, small or staged.
         0..=39 => {
@@ -558,6 +573,30 @@ fn sustained_mixed_load_keeps_memory_flat_and_every_id_terminal() {
     });
     let load_secs = started.elapsed().as_secs_f64();
     let ops = ledger.ops.load(Ordering::Relaxed);
+    {
+        // The runtime's memory over the load alone, printed before any
+        // check can fail (the checks below add their own requests).
+        let s = samples.lock().unwrap();
+        println!(
+            "FIGURES soak load done: {ops} operations in {load_secs:.1} s; runtime RSS MiB every \
+             5 s: {:?}; load average {}",
+            s.iter()
+                .map(|x| format!("{:.0}", x.rss_kib() as f64 / 1024.0))
+                .collect::<Vec<_>>(),
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+        );
+        for (pid, name, _) in &s.last().map(|x| x.procs.clone()).unwrap_or_default() {
+            println!(
+                "FIGURES soak load done: RSS MiB of {name} {pid}: {:?}",
+                s.iter()
+                    .filter_map(|x| x.procs.iter().find(|p| p.0 == *pid))
+                    .map(|p| format!("{:.0}", p.2 as f64 / 1024.0))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
     let errors = ledger.server_errors.lock().unwrap().clone();
     assert!(
         errors.is_empty(),
