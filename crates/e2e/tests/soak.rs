@@ -21,7 +21,7 @@
 //! state; docs/RELIABILITY.md, "Runtime memory under sustained load"), so
 //! the bound is per operation: at most [`RUNTIME_RSS_ALLOWANCE_MIB`] plus
 //! [`RUNTIME_RSS_KIB_PER_OP`] per operation above the start. The measured
-//! growth is 50 to 60 % of that in 60 s soaks and less in longer ones; a
+//! growth is 43 to 60 % of that in 60 s soaks and less in longer ones; a
 //! leak that adds about 80 KiB per operation to the runtime breaks it in
 //! the default 60 s soak. A slower leak is not caught: the runtime's own
 //! growth is too large and too variable locally.
@@ -48,8 +48,8 @@ const RUNTIME_RSS_ALLOWANCE_MIB: f64 = 256.0;
 /// development machine (others' builds beside it): 60 s soaks of 9000
 /// operations grew the group by 700 and 830 MiB at the default `LOG_LEVEL`
 /// (80 to 94 KiB per operation, node's uncollected garbage included), 588
-/// MiB with `LOG_LEVEL=off`; a 600 s soak of an earlier build by about 29
-/// KiB per operation (the growth slows down as the run goes on).
+/// MiB with `LOG_LEVEL=off`; the 600 s soak of docs/RELIABILITY.md by
+/// about 17 KiB per operation (the growth slows down as the run goes on).
 const RUNTIME_RSS_KIB_PER_OP: f64 = 128.0;
 const KEYS: usize = 8;
 const COUNTERS: usize = 4;
