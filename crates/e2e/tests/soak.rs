@@ -103,6 +103,37 @@ fn group_rss_kib(pgid: i32) -> Vec<(i32, String, u64)> {
     out
 }
 
+/// CPU time (user + system, ms) used so far by each process in the group
+/// `pgid`, by command name, summed.
+fn group_cpu_ms(pgid: i32) -> Vec<(String, u64)> {
+    let mut by_name: Vec<(String, u64)> = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+        // cmajflt utime stime
+        if fields.get(2).and_then(|f| f.parse::<i32>().ok()) != Some(pgid) {
+            continue;
+        }
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
+            .sum();
+        match by_name.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 += ticks * 10,
+            None => by_name.push((name, ticks * 10)),
+        }
+    }
+    by_name.sort();
+    by_name
+}
+
 /// A Chrome DevTools protocol session with the Worker's isolate, over the
 /// inspector WebSocket `wrangler dev` serves (a minimal client: text
 /// frames, masked as a client must). One session for the whole run: a
@@ -605,6 +636,7 @@ fn sustained_mixed_load_keeps_memory_flat_and_every_id_terminal() {
     let first = sample(&mut inspector, pgid, 0.0).expect("the isolate's memory, before the load");
     let missed = AtomicUsize::new(0);
     let samples: Mutex<Vec<Sample>> = Mutex::new(vec![first.clone()]);
+    let cpu_before = group_cpu_ms(pgid);
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let next = AtomicU64::new(0);
@@ -673,6 +705,17 @@ fn sustained_mixed_load_keeps_memory_flat_and_every_id_terminal() {
     // The runtime's memory over the load alone, printed before any check
     // can fail (the checks below add requests of their own).
     let rss = rss.into_inner().unwrap();
+    let cpu: Vec<String> = group_cpu_ms(pgid)
+        .iter()
+        .map(|(name, ms)| {
+            let was = cpu_before
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |c| c.1);
+            format!("{name} {} ms", ms.saturating_sub(was))
+        })
+        .collect();
+    println!("FIGURES soak load done: runtime CPU over the load: {cpu:?}");
     let runtime = runtime_growth(&rss, ops);
     println!(
         "FIGURES soak load done: {ops} operations in {load_secs:.1} s; load average {}; runtime \

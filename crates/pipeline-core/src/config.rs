@@ -51,11 +51,13 @@ pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 /// The default, `info`, keeps the one structured line per request (method,
 /// path, status, error code, duration, request id) that `wrangler tail` and
 /// Workers Logs show, plus one line per consumer batch. Each line is a
-/// `console.log` call: it costs CPU in the Worker and, under `wrangler dev`,
-/// memory in the dev server that prints it (docs/RELIABILITY.md, "Runtime
+/// `console.log` call: CPU in the Worker and log volume in Workers Logs;
+/// under `wrangler dev` about 25 KiB of resident memory and 2.3 ms of CPU
+/// in the dev server per line, measured (docs/RELIABILITY.md, "Runtime
 /// memory under sustained load"). `warn` keeps only what needs a look
 /// (retried keys, refused webhooks) and errors, including every request
 /// answered with a 5xx; `off` leaves the Worker silent, also about errors.
+/// Lines are not sampled: at `info` every request has its line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum LogLevel {
     /// Everything, including the diagnostic lines of single steps.
