@@ -14,6 +14,7 @@ mod consumer;
 mod counters;
 mod http;
 mod objects;
+mod ops;
 mod producer;
 mod reads;
 mod sweep;
@@ -177,6 +178,12 @@ async fn route(app: &App, ctx: &Context, req: Request) -> ApiResult {
                 let totals = objects::stats_shard::read_all(&app.env).await?;
                 http::json(200, &totals.to_json())
             }
+            _ => Err(method_not_allowed("GET, HEAD")),
+        },
+        ["ops"] | ["ops", _] => match method {
+            Method::Get | Method::Head => ops::serve(&app.env, &req, method)
+                .await
+                .unwrap_or_else(|| Err(no_route())),
             _ => Err(method_not_allowed("GET, HEAD")),
         },
         ["objects"] => match method {

@@ -20,6 +20,7 @@ pub mod key;
 pub mod message;
 pub mod meta;
 pub mod metrics;
+pub mod ops_page;
 pub mod prefer;
 pub mod producer;
 pub mod protocol;
