@@ -52,7 +52,10 @@ mod tests {
     fn the_page_itself() {
         assert_eq!(asset_path("/ops").as_deref(), Some("/index.html"));
         assert_eq!(asset_path("/ops/").as_deref(), Some("/index.html"));
-        assert_eq!(asset_path("/ops/index.html").as_deref(), Some("/index.html"));
+        assert_eq!(
+            asset_path("/ops/index.html").as_deref(),
+            Some("/index.html")
+        );
     }
 
     #[test]
