@@ -307,9 +307,12 @@ function renderKey(info) {
     ? `${p.id}, accepted ${clock(p.accepted_ms)} (${now - p.accepted_ms} ms ago), ${p.size} bytes`
     : "none";
   const f = info.in_flight;
-  $("kv-inflight").textContent = f
-    ? `${f.id}, started ${clock(f.started_ms)} (${now - f.started_ms} ms ago)`
-    : "none";
+  $("kv-inflight").textContent = !f
+    ? "none"
+    : f.started_ms == null
+      ? f.id
+      : `${f.id}, started ${clock(f.started_ms)} (${now - f.started_ms} ms ago)`;
+  $("kv-waiting").textContent = info.waiting == null ? "–" : String(info.waiting);
   const next = info.next_slot_ms;
   $("kv-next").textContent = next == null || next <= now
     ? "free now"
