@@ -102,6 +102,9 @@ function makeCharts() {
         y: c.range ? { range: c.range } : { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
       },
       axes: [{}, { size: 48, values: (u, vals) => vals.map(fmt) }],
+      // The latest values stand in the caption (`latest`): a legend of
+      // hover values says nothing on a phone.
+      legend: { live: false },
       series: [
         {},
         ...c.series.map((s) => ({
@@ -131,8 +134,18 @@ function push(name, x, values) {
   values.forEach((v, i) => d[i + 1].push(v));
   if (d[0].length > MAX_POINTS) d.forEach((col) => col.shift());
   charts[name].setData(d);
+  latest(name, values);
   state.points[name] = d[0].length;
   $(CHARTS[name].el).dataset.points = String(d[0].length);
+}
+
+/** The latest values of a chart, next to its caption. */
+function latest(name, values) {
+  const el = $(CHARTS[name].el).parentElement.querySelector(".latest");
+  if (!el) return;
+  el.textContent = CHARTS[name].series
+    .map((s, i) => `${s.label} ${fmt(values[i])}`)
+    .join(" · ");
 }
 
 // --- Fetching ----------------------------------------------------------------
@@ -298,20 +311,25 @@ async function inspect(key, gen) {
   renderKey(info);
 }
 
+/** Upload ids are long: the first 12 characters, the whole id on hover. */
+function shortId(id) {
+  return id.length > 14 ? `${id.slice(0, 12)}…` : id;
+}
+
 function renderKey(info) {
   const now = Date.now();
   $("key-msg").textContent = `Updated ${clock(now)}`;
   $("kv-key").textContent = info.key;
   const p = info.pending;
   $("kv-pending").textContent = p
-    ? `${p.id}, accepted ${clock(p.accepted_ms)} (${now - p.accepted_ms} ms ago), ${p.size} bytes`
+    ? `${shortId(p.id)}, accepted ${clock(p.accepted_ms)} (${now - p.accepted_ms} ms ago), ${p.size} bytes`
     : "none";
   const f = info.in_flight;
   $("kv-inflight").textContent = !f
     ? "none"
     : f.started_ms == null
-      ? f.id
-      : `${f.id}, started ${clock(f.started_ms)} (${now - f.started_ms} ms ago)`;
+      ? shortId(f.id)
+      : `${shortId(f.id)}, started ${clock(f.started_ms)} (${now - f.started_ms} ms ago)`;
   $("kv-waiting").textContent = info.waiting == null ? "–" : String(info.waiting);
   const next = info.next_slot_ms;
   $("kv-next").textContent = next == null || next <= now
@@ -329,7 +347,10 @@ function renderKey(info) {
       tr.dataset.spacing = String(c.spacing_ms);
       if (c.spacing_ms < 1000) tr.className = "short";
     }
-    tr.insertCell().textContent = c.id;
+    const id = tr.insertCell();
+    id.className = "id";
+    id.textContent = shortId(c.id);
+    id.title = c.id;
   }
   if ((info.recent_commits ?? []).length === 0) {
     const td = tbody.insertRow().insertCell();

@@ -438,6 +438,7 @@ async fn drive(w: &LocalWorker, keys: &[String]) {
     );
 
     fits_the_window(&c, "desktop").await;
+    js(&c, "window.scrollTo(0, 0); return true;").await;
     screenshot(&c, "desktop.png").await;
     js(
         &c,
@@ -445,6 +446,15 @@ async fn drive(w: &LocalWorker, keys: &[String]) {
     )
     .await;
     screenshot(&c, "desktop-inspector.png").await;
+    // The whole page at desktop width in one picture (the README's).
+    let height = js(&c, "return document.documentElement.scrollHeight;").await;
+    let height = u32::try_from(height.as_u64().unwrap_or(900)).unwrap_or(900);
+    c.set_window_size(1280, height.clamp(900, 4000) + 160)
+        .await
+        .expect("tall window");
+    js(&c, "window.scrollTo(0, 0); return true;").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    screenshot(&c, "desktop-full.png").await;
 
     // Phone width: still live, nothing wider than the screen.
     c.set_window_size(390, 844).await.expect("phone size");
