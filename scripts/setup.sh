@@ -35,13 +35,25 @@ else
     || cargo install --root "$ROOT/.tools" wasm-bindgen-cli --version "=$want_wb"
 fi
 
-# 4. wrangler (with workerd and esbuild) and binaryen's wasm-opt, exactly as
-#    package-lock.json pins them.
+# 4. wrangler (with workerd and esbuild), binaryen's wasm-opt and uPlot (the
+#    operations page's charts), exactly as package-lock.json pins them.
 want_wr=$(node -p 'require("./package-lock.json").packages["node_modules/wrangler"].version')
 have_wr=$(node -p 'try{require("./node_modules/wrangler/package.json").version}catch(e){""}' 2>/dev/null || true)
-if [ "$have_wr" = "$want_wr" ] && [ -x node_modules/.bin/wasm-opt ]; then
-  log "present: wrangler $want_wr, wasm-opt"
+want_up=$(node -p 'require("./package-lock.json").packages["node_modules/uplot"].version')
+have_up=$(node -p 'try{require("./node_modules/uplot/package.json").version}catch(e){""}' 2>/dev/null || true)
+if [ "$have_wr" = "$want_wr" ] && [ -x node_modules/.bin/wasm-opt ] && [ "$have_up" = "$want_up" ]; then
+  log "present: wrangler $want_wr, wasm-opt, uplot $want_up"
 else
-  log "installing wrangler $want_wr and binaryen from package-lock.json"
+  log "installing wrangler $want_wr, binaryen and uplot $want_up from package-lock.json"
   npm ci --no-audit --no-fund
+fi
+
+# 5. Chromium and its WebDriver, Debian's packages: the end-to-end spec of
+#    the operations page (crates/e2e/tests/ops_page.rs) drives it headless.
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+  log "present: chromium, chromedriver"
+else
+  log "installing chromium and chromium-driver (Debian packages)"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
 fi

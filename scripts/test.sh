@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: installs what is missing, then runs every check:
 #   formatting, clippy (wasm target, -D warnings), native unit and property
-#   tests, the end-to-end suite on wrangler dev (workerd), a smoke run of the
+#   tests, the operations page's node tests, the end-to-end suite on wrangler dev (workerd), a smoke run of the
 #   benchmark, and `wrangler deploy --dry-run` of the production bundle.
 # E2E_FILTER=name runs only the matching end-to-end test binaries' tests.
 set -euo pipefail
@@ -36,6 +36,9 @@ cargo clippy -p pipeline-core -p pipeline-client -p e2e -p pipeline-bench -p pip
 
 step "native unit and property tests"
 cargo test -p pipeline-core -p pipeline-client -p pipeline-bench -p r2p
+
+step "operations page: its pure logic (node --test)"
+node --test ops/
 
 step "client library docs (no missing docs)"
 RUSTDOCFLAGS="-D warnings" cargo doc -q -p pipeline-client --no-deps

@@ -131,7 +131,7 @@ pub fn finish(
 /// `resp` with headers of its own: the same status, body (the stream is
 /// passed on, never read) and headers, the headers copied into a new,
 /// mutable `Headers`.
-fn with_own_headers(resp: Response) -> Response {
+pub fn with_own_headers(resp: Response) -> Response {
     let copy = Headers::new();
     for (name, value) in resp.headers().entries() {
         if let Err(e) = copy.append(&name, &value) {

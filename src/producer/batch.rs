@@ -15,9 +15,10 @@ use pipeline_core::producer::enqueue_batch;
 use serde_json::{json, Value};
 use worker::{Context, Data, Request};
 
-use super::{stamp, stats, Delivery, QueueIo};
+use super::{stamp, Delivery, QueueIo};
 use crate::app::App;
 use crate::http::{self, hex, internal, random_bytes, ApiResult};
+use crate::stats;
 
 /// Serves `POST /batch`.
 ///

@@ -57,8 +57,23 @@ fn metrics_match_stats_and_grow_with_a_known_workload() {
         anon.raw("GET", "/metrics", &[], None).expect("GET").status,
         401
     );
+    assert_eq!(
+        anon.raw("HEAD", "/metrics", &[], None)
+            .expect("HEAD")
+            .status,
+        401
+    );
     let scraper = anon.with_token(Some("scrape-only"));
     let _ = scrape(&scraper);
+    // HEAD: the GET's status and type, no body.
+    let head = scraper.raw("HEAD", "/metrics", &[], None).expect("HEAD");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty(), "HEAD /metrics has a body");
+    assert!(head
+        .headers
+        .get("Content-Type")
+        .unwrap_or_default()
+        .starts_with("text/plain; version=0.0.4"));
     let wrong = anon.with_token(Some("nope"));
     assert_eq!(
         wrong.raw("GET", "/metrics", &[], None).expect("GET").status,

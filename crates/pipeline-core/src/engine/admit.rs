@@ -92,7 +92,11 @@ impl<H: Host> Scheduler<'_, H> {
     /// retries the batch's messages.
     pub async fn enqueue(&self, req: EnqueueRequest) -> Result<EnqueueReply, ApiError> {
         let reply = self.admit_batch(&req)?;
-        self.push_stats().await?;
+        // The commit and the counts are the alarm's (due at once when the
+        // slot is free): committing within this call was tried and made the
+        // consumer's call as long as the R2 write, so a crash during it
+        // failed the call and the message was redelivered, up to the dead
+        // letter queue under the simulator's crash rates.
         self.reschedule().await?;
         Ok(reply)
     }
@@ -281,7 +285,6 @@ impl<H: Host> Scheduler<'_, H> {
         };
         if reply != FailReply::Known {
             tx.apply(self.host)?;
-            self.push_stats().await?;
             self.reschedule().await?;
         }
         Ok(reply)

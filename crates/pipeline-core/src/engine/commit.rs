@@ -13,7 +13,7 @@
 use crate::engine::planted::{active, Bug};
 use crate::engine::{
     BlobError, End, Host, Memory, Op, PutBody, RetryDoc, Scheduler, Stored, BUSY_RECHECK_MS,
-    GARBAGE_PER_RUN, WATCHDOG_MS,
+    GARBAGE_PER_RUN, STATS_PUSH_INTERVAL_MS, WATCHDOG_MS,
 };
 use crate::error::ApiError;
 use crate::id::WriteOp;
@@ -46,6 +46,19 @@ impl<H: Host> Scheduler<'_, H> {
         if let Some(interrupted) = self.host.meta()?.state.in_flight {
             self.recover(interrupted).await?;
         }
+        self.commit_if_free().await?;
+        self.flush_outbox().await?;
+        self.push_stats(STATS_PUSH_INTERVAL_MS).await?;
+        self.reschedule().await
+    }
+
+    /// Commits the pending write now if its slot is free: no write in
+    /// flight (an interrupted one is the alarm's to recover), none running
+    /// in this instance, the slot and any retry backoff passed.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn commit_if_free(&self) -> Result<(), ApiError> {
         let meta = self.host.meta()?;
         let now = self.host.now_ms();
         if let (Some(p), Some(due)) = (meta.state.pending.clone(), Self::pending_due(&meta, now)) {
@@ -53,9 +66,7 @@ impl<H: Host> Scheduler<'_, H> {
                 self.commit(p).await?;
             }
         }
-        self.flush_outbox().await?;
-        self.push_stats().await?;
-        self.reschedule().await
+        Ok(())
     }
 
     /// Deletes staged bodies whose writes ended.
