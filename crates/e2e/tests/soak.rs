@@ -21,7 +21,7 @@
 //! state; docs/RELIABILITY.md, "Runtime memory under sustained load"), so
 //! the bound is per operation: at most [`RUNTIME_RSS_ALLOWANCE_MIB`] plus
 //! [`RUNTIME_RSS_KIB_PER_OP`] per operation above the start. The measured
-//! growth is 43 to 60 % of that in 60 s soaks and less in longer ones; a
+//! growth is 38 to 60 % of that in 60 s soaks and less in longer ones; a
 //! leak that adds about 80 KiB per operation to the runtime breaks it in
 //! the default 60 s soak. A slower leak is not caught: the runtime's own
 //! growth is too large and too variable locally.
