@@ -50,6 +50,11 @@ pub struct SimConfig {
     pub events: bool,
     /// The webhook or event queue refuses a send.
     pub p_notify_fail: f64,
+    /// `UPLOAD_QUEUES`: the producer groups `POST /batch` lines by queue
+    /// and sends (and may fail) each group on its own. The simulated
+    /// queues share one delivery pool, which already delivers in any
+    /// order, as several real queues together do.
+    pub upload_queues: u32,
 }
 
 impl SimConfig {
@@ -101,6 +106,9 @@ impl SimConfig {
             p_callback: [0.0, 0.3, 1.0][r.below(3)],
             events: r.chance(0.5),
             p_notify_fail: [0.0, 0.1, 0.4][r.below(3)],
+            // From the seed without a draw, so the other parameters of
+            // every seed stay what they were before queues were sharded.
+            upload_queues: (seed % 3) as u32 + 1,
         }
     }
 }
