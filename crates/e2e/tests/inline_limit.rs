@@ -10,7 +10,8 @@
 //! Worker's size check sees. Staging is observed as in the fault suites:
 //! the write's send is delayed (`/_test/delayed`), and `/_test/staged`
 //! lists the staged bodies meanwhile. This file holds one test, so nothing
-//! else stages bodies on its worker.
+//! else stages bodies on its worker. The same edge is checked for
+//! `POST /batch` lines.
 
 mod common;
 
@@ -104,9 +105,59 @@ fn a_body_at_the_limit_goes_inline_and_one_byte_more_is_staged() {
         left.is_empty(),
         "staged body left after its commit: {left:?}"
     );
+
+    // The same edge in one `POST /batch`: the line at its limit goes
+    // inline, the line one byte over is staged (listed right after the
+    // answer: the consumer waits max_batch_timeout, 1 s, for more).
+    let (k3, k4) = (unique_key("inline-batch"), unique_key("inline-batch"));
+    let (b3, b4) = (
+        pseudo_random_bytes(largest_inline_body(&k3), 3),
+        pseudo_random_bytes(largest_inline_body(&k4) + 1, 4),
+    );
+    let b64 = |b: &[u8]| match WriteMessage::inline(b) {
+        BodyRef::Inline { data } => data,
+        _ => String::new(),
+    };
+    let lines = format!(
+        "{}\n{}\n",
+        serde_json::json!({"op": "put", "key": k3, "body_base64": b64(&b3)}),
+        serde_json::json!({"op": "put", "key": k4, "body_base64": b64(&b4)})
+    );
+    let r = c
+        .raw("POST", "/batch", &[], Some(lines.as_bytes()))
+        .expect("POST /batch");
+    let listed = staged(&c);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json().expect("batch JSON");
+    assert_eq!(v["accepted"], 2, "{v}");
+    assert_eq!(
+        listed.len(),
+        1,
+        "batch lines at and over the edge: staged {listed:?}"
+    );
+    for (line, (key, body)) in v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .zip([(&k3, &b3), (&k4, &b4)])
+    {
+        let id = line["id"].as_str().expect("id");
+        let st = c.wait_terminal(id, COMMIT_TIMEOUT).unwrap();
+        assert_eq!(st.state, UploadState::Committed, "{st:?}");
+        let obj = c.get_object(key, &GetOptions::default()).unwrap();
+        assert!(obj.body == *body, "{key}: stored {} B", obj.body.len());
+    }
+    let left = wait_staged(&c, 0, Duration::from_secs(20));
+    assert!(
+        left.is_empty(),
+        "staged body left after its commit: {left:?}"
+    );
     eprintln!(
-        "FIGURES inline-limit: largest inline body {limit} B (key of {} B); {} B staged",
+        "FIGURES inline-limit: largest inline body {limit} B (key of {} B); {} B staged; \
+         batch lines of {} B inline and {} B staged",
         key.len(),
-        limit2 + 1
+        limit2 + 1,
+        b3.len(),
+        b4.len()
     );
 }

@@ -203,3 +203,65 @@ fn writes_spread_over_two_queues_all_commit_newest_per_key() {
     assert!(expected.iter().all(|e| *e > 0), "{expected:?}");
     assert_eq!(acked, expected.to_vec(), "acked per queue");
 }
+
+#[test]
+fn a_missing_queue_binding_fails_every_write_loudly_and_stores_nothing() {
+    // UPLOAD_QUEUES=2 with only `UPLOADS` bound (the deployed config).
+    let w = start(WorkerOptions::new(&binary_label()).var("UPLOAD_QUEUES", "2"));
+    let c = w.client();
+    // Keys of both queues: writes to shard 0 fail too, so a half-bound
+    // deployment is noticed at once, and no write is sent elsewhere.
+    let mut keys: Vec<String> = Vec::new();
+    for i in 0.. {
+        let k = unique_key(&format!("unbound-{i}"));
+        if keys.iter().all(|o| shard_of(o, 2) != shard_of(&k, 2)) {
+            keys.push(k);
+        }
+        if keys.len() == 2 {
+            break;
+        }
+    }
+    for key in &keys {
+        let r = c
+            .raw(
+                "PUT",
+                &format!("/objects/{}", encode_key(key)),
+                &[],
+                Some(b"x"),
+            )
+            .unwrap_or_else(|e| panic!("PUT {key}: {e}"));
+        assert_eq!(r.status, 500, "{key}: {}", r.text());
+        assert_eq!(r.error_code().as_deref(), Some("internal_error"));
+        assert!(r.text().contains("UPLOADS_1"), "{}", r.text());
+    }
+    let lines: String = keys
+        .iter()
+        .map(|k| {
+            format!(
+                "{}\n",
+                serde_json::json!({"op": "put", "key": k, "body_base64": "eA=="})
+            )
+        })
+        .collect();
+    let r = c
+        .raw("POST", "/batch", &[], Some(lines.as_bytes()))
+        .expect("POST /batch");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json().expect("batch JSON");
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"].as_u64()),
+        (Some(0), Some(2)),
+        "{v}"
+    );
+    for line in v["results"].as_array().expect("results") {
+        assert_eq!(line["error"]["code"], "internal_error", "{line}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for key in &keys {
+        assert!(c
+            .get_object(key, &pipeline_client::GetOptions::default())
+            .is_err());
+    }
+    let s = c.stats().expect("GET /stats");
+    assert_eq!(s.accepted, 0, "{s:?}");
+}
