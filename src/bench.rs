@@ -19,6 +19,10 @@
 //! - `PUT /_test/stage-orphan`: stages a body and sends nothing (a producer
 //!   that died between the two).
 //! - `POST /_test/sweep?older_than_ms=N`: runs the staging sweep now.
+//! - `POST /_test/stats-seed?count=N`: adds N idle source rows (zero
+//!   totals) spread over the stats shards, as N keys written once would.
+//! - `GET /_test/stats-scan`: reads every source row of every shard (what
+//!   `/stats` cost before the running totals); answers the row count.
 //! - `GET /_test/events?id=<upload id>`: the commit events recorded for
 //!   that upload. The harness's `consume_events` option binds this Worker
 //!   as the consumer of the `EVENTS` queue (production has none); each
@@ -126,6 +130,8 @@ pub async fn route(app: &App, ctx: &Context, mut req: Request, path: &str) -> Op
         (Method::Get, "/_test/staged") => staged(app).await,
         (Method::Get, "/_test/events") => recorded_events(app, &req).await,
         (Method::Put, "/_test/stage-orphan") => stage_orphan(app, &mut req).await,
+        (Method::Post, "/_test/stats-seed") => stats_seed(app, &req).await,
+        (Method::Get, "/_test/stats-scan") => stats_scan(app).await,
         (Method::Post, "/_test/sweep") => {
             let older_than_ms = i64::from(query_u32(&req, "older_than_ms").unwrap_or(0));
             match crate::sweep::sweep(app, older_than_ms).await {
@@ -135,6 +141,46 @@ pub async fn route(app: &App, ctx: &Context, mut req: Request, path: &str) -> Op
         }
         _ => Err(ApiError::NotFound("no such test route".into())),
     })
+}
+
+async fn stats_seed(app: &App, req: &Request) -> ApiResult {
+    use crate::objects::stats_shard::bench::SeedSources;
+    use pipeline_core::config::STATS_SHARDS;
+    let count = query_u32(req, "count")?;
+    let batch = format!("seed{}-", now_ms());
+    let mut calls = Vec::new();
+    for shard in 0..STATS_SHARDS {
+        let stub = crate::objects::stub::ObjectStub::stats_shard(&app.env, shard)?;
+        let share = count / STATS_SHARDS + u32::from(shard < count % STATS_SHARDS);
+        let prefix = format!("{batch}{shard}-");
+        calls.push(async move {
+            stub.call(&SeedSources {
+                prefix,
+                count: share,
+            })
+            .await
+        });
+    }
+    let mut rows = 0;
+    for r in futures_util::future::join_all(calls).await {
+        rows += r?.rows;
+    }
+    http::json(200, &json!({ "rows": rows }))
+}
+
+async fn stats_scan(app: &App) -> ApiResult {
+    use crate::objects::stats_shard::bench::ScanSources;
+    use pipeline_core::config::STATS_SHARDS;
+    let mut calls = Vec::new();
+    for shard in 0..STATS_SHARDS {
+        let stub = crate::objects::stub::ObjectStub::stats_shard(&app.env, shard)?;
+        calls.push(async move { stub.call(&ScanSources {}).await });
+    }
+    let mut rows = 0;
+    for r in futures_util::future::join_all(calls).await {
+        rows += r?.rows;
+    }
+    http::json(200, &json!({ "rows": rows }))
 }
 
 async fn bench_enqueue(app: &App) -> ApiResult {

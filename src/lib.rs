@@ -16,6 +16,7 @@ mod http;
 mod objects;
 mod producer;
 mod reads;
+mod stats;
 mod sweep;
 mod uploads;
 
@@ -162,24 +163,22 @@ async fn route(app: &App, ctx: &Context, req: Request) -> ApiResult {
         ["metrics"] => match method {
             Method::Get | Method::Head => {
                 app.require_metrics(&req)?;
-                producer::stats::flush(&app.env).await;
-                let totals = objects::stats_shard::read_all(&app.env).await?;
-                let resp = http::text(200, &pipeline_core::metrics::render(&totals))?;
-                http::set(
-                    resp.headers(),
-                    "Content-Type",
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )?;
-                Ok(resp)
+                stats::metrics(app).await
             }
             _ => Err(method_not_allowed("GET, HEAD")),
         },
         ["stats"] => match method {
             Method::Get | Method::Head => {
                 app.require_read(&req)?;
-                producer::stats::flush(&app.env).await;
-                let totals = objects::stats_shard::read_all(&app.env).await?;
-                http::json(200, &totals.to_json())
+                stats::serve(app, &req).await
+            }
+            _ => Err(method_not_allowed("GET, HEAD")),
+        },
+        ["stats", rest] if rest.starts_with("keys/") => match method {
+            Method::Get | Method::Head => {
+                app.require_read(&req)?;
+                let raw_key = rest.trim_start_matches("keys/").to_string();
+                stats::serve_key(app, &raw_key).await
             }
             _ => Err(method_not_allowed("GET, HEAD")),
         },

@@ -13,7 +13,7 @@ use pipeline_core::engine::{Clock, EngineConfig, Memory, Scheduler};
 use pipeline_core::error::ApiError;
 use pipeline_core::protocol::{
     bindings, Ack, Call, CallbackReport, ClaimReply, ClaimRequest, EnqueueRequest, FailRequest,
-    LatestReply, LatestRequest, StatusRequest, SyncRequest,
+    InspectRequest, LatestReply, LatestRequest, StatusRequest, SyncRequest,
 };
 use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
@@ -73,6 +73,9 @@ impl DurableObject for KeyScheduler {
                     Ok(ClaimReply { holder })
                 })
                 .await
+            }
+            InspectRequest::PATH => {
+                serve(req, |c: InspectRequest| async move { s.inspect(&c) }).await
             }
             LatestRequest::PATH => {
                 serve(req, |_: LatestRequest| async {

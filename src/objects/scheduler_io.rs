@@ -17,7 +17,7 @@ use pipeline_core::engine::{
 use pipeline_core::message::WriteMessage;
 use pipeline_core::protocol::bindings;
 use pipeline_core::r2_errors::classify;
-use pipeline_core::stats::{Push, Totals};
+use pipeline_core::stats::{Push, SourcePush};
 use pipeline_core::time::rfc3339_ms;
 use wasm_bindgen::JsValue;
 use worker::worker_sys::types::DurableObjectStorage;
@@ -25,8 +25,6 @@ use worker::{
     Bucket, Data, Delay, Env, HttpMetadata, QueueContentType, RawMessageBuilder, ResponseBody,
     SqlStorage, State, Storage,
 };
-
-use super::stats_shard;
 
 /// Everything a key's scheduler does I/O with; the engine's host.
 pub struct SchedulerHost {
@@ -215,13 +213,12 @@ impl Clock for SchedulerHost {
 }
 
 impl StatsSink for SchedulerHost {
-    async fn push_stats(&self, version: i64, totals: Totals) -> Result<(), HostError> {
+    async fn push_stats(&self, push: &SourcePush) -> Result<(), HostError> {
         let push = Push {
             source: self.source.clone(),
-            version,
-            totals,
+            push: push.clone(),
         };
-        stats_shard::push(&self.env, &push)
+        crate::stats::push(&self.env, &push)
             .await
             .map_err(|e| HostError(e.to_string()))
     }

@@ -25,8 +25,6 @@ use pipeline_core::id::WriteOp;
 use pipeline_core::message::WriteMessage;
 use pipeline_core::status::{CallbackState, UploadState};
 use serde::Deserialize;
-use wasm_bindgen::closure::Closure;
-use wasm_bindgen::{JsCast, JsValue};
 use worker::{SqlStorage, SqlStorageValue};
 
 use super::scheduler_io::SchedulerHost;
@@ -95,6 +93,7 @@ pub fn open(sql: &SqlStorage) -> Result<(), StoreError> {
                 state,
                 retry: get_doc(sql, "retry").map_err(err)?.unwrap_or_default(),
                 stats: get_doc(sql, "stats").map_err(err)?.unwrap_or_default(),
+                recent_commits: Vec::new(),
             };
             put_doc(sql, META, &meta).map_err(err)?;
         }
@@ -373,9 +372,7 @@ fn run(sql: &SqlStorage, op: &Op) -> Result<(), StoreError> {
 }
 
 impl SchedulerHost {
-    /// Runs `f` in one SQLite transaction (`storage.transactionSync`): when
-    /// it returns an error, everything it wrote is rolled back. worker 0.8.7
-    /// has no wrapper for it: the closure throws to roll back.
+    /// Runs `f` in one SQLite transaction ([`super::sql::atomically`]).
     ///
     /// # Errors
     /// `f`'s error, or the runtime's.
@@ -387,26 +384,8 @@ impl SchedulerHost {
             .raw_storage
             .as_ref()
             .ok_or_else(|| StoreError("no storage for transactions".into()))?;
-        let sql = self.sql.clone();
-        let body = Closure::once(move || -> Result<JsValue, JsValue> {
-            f(&sql)
-                .map(|()| JsValue::UNDEFINED)
-                .map_err(|e| js_sys::Error::new(&e.0).into())
-        });
-        let tx = js_sys::Reflect::get(raw, &JsValue::from_str("transactionSync"))
-            .ok()
-            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
-            .ok_or_else(|| StoreError("storage.transactionSync is missing".into()))?;
-        tx.call1(raw, body.as_ref().unchecked_ref())
-            .map(|_| ())
-            .map_err(|e| {
-                let text = e
-                    .dyn_ref::<js_sys::Error>()
-                    .map(|e| String::from(e.message()))
-                    .or_else(|| e.as_string())
-                    .unwrap_or_else(|| "transaction failed".into());
-                StoreError(format!("transaction rolled back: {text}"))
-            })
+        super::sql::atomically(raw, &self.sql, move |sql| f(sql).map_err(|e| e.0))
+            .map_err(StoreError)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Small helpers over Durable Object SQLite storage: reading rows without
 //! `one()` (which hangs on zero rows, see docs/DEVELOPING.md) and a key-value
-//! table for JSON documents.
+//! table for JSON documents, and transactions.
 
 use pipeline_core::error::ApiError;
 use serde::de::DeserializeOwned;
@@ -8,6 +8,41 @@ use serde::{Deserialize, Serialize};
 use worker::{SqlStorage, SqlStorageValue};
 
 use crate::http::internal;
+
+/// Runs `f` in one SQLite transaction (`storage.transactionSync`): when
+/// it returns an error, everything it wrote is rolled back. worker 0.8.7
+/// has no wrapper for it: the closure throws to roll back.
+///
+/// # Errors
+/// `f`'s error text, or the runtime's.
+pub fn atomically(
+    raw: &worker::worker_sys::types::DurableObjectStorage,
+    sql: &SqlStorage,
+    f: impl FnOnce(&SqlStorage) -> Result<(), String> + 'static,
+) -> Result<(), String> {
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::{JsCast, JsValue};
+    let sql = sql.clone();
+    let body = Closure::once(move || -> Result<JsValue, JsValue> {
+        f(&sql)
+            .map(|()| JsValue::UNDEFINED)
+            .map_err(|e| js_sys::Error::new(&e).into())
+    });
+    let tx = js_sys::Reflect::get(raw, &JsValue::from_str("transactionSync"))
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+        .ok_or_else(|| "storage.transactionSync is missing".to_string())?;
+    tx.call1(raw, body.as_ref().unchecked_ref())
+        .map(|_| ())
+        .map_err(|e| {
+            let text = e
+                .dyn_ref::<js_sys::Error>()
+                .map(|e| String::from(e.message()))
+                .or_else(|| e.as_string())
+                .unwrap_or_else(|| "transaction failed".into());
+            format!("transaction rolled back: {text}")
+        })
+}
 
 /// Runs a statement that returns no rows.
 ///

@@ -1,58 +1,32 @@
-//! `StatsShard`: the `/stats` totals, spread over a fixed set of shards so
-//! no single object sits on the hot path.
+//! `StatsShard`: one of a fixed set of objects holding the `/stats` totals
+//! and the recently hot keys.
 //!
-//! Each writer (a key's scheduler, or a producer isolate) owns a *source*
-//! and pushes its cumulative totals with a version that only grows. A shard
-//! keeps the newest totals per source and the sum over its sources, so a
-//! push that is repeated, lost and retried, or overtaken by a newer one can
-//! never count twice: the figures are exact once the last pushes land.
+//! Sources (key schedulers, producer isolates) push cumulative totals; the
+//! shard keeps one row per source and a running total to which each push
+//! adds its difference (`pipeline_core::stats::shard` decides), so reading
+//! a shard is one row however many keys were ever written. Rows of sources
+//! idle for a day are compacted; their counts stay in the running total.
+//! The hot-key sketch lives in memory and is saved every few seconds.
 
-use pipeline_core::config::STATS_SHARDS;
+use std::cell::{Cell, RefCell};
+
 use pipeline_core::error::ApiError;
-use pipeline_core::protocol::{Ack, Call, TotalsRequest};
+use pipeline_core::protocol::{Ack, Call, ShardReport, TotalsRequest};
+use pipeline_core::stats::hot_keys::CAPACITY;
+use pipeline_core::stats::shard::{
+    self, Running, SourceRow, COMPACT_EVERY_MS, HOT_SAVE_EVERY_MS, SOURCE_IDLE_MS,
+};
 pub use pipeline_core::stats::{Push, Totals};
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
-use super::sql::{exec, first, rows};
-use super::stub::ObjectStub;
+use super::sql::{atomically, exec, first, rows};
 use super::{respond, serve};
+use crate::http::{internal, now_ms};
 
-/// Pushes a source's cumulative totals to its shard.
-///
-/// # Errors
-/// [`ApiError::Unavailable`] when the shard cannot be reached.
-pub async fn push(env: &Env, push: &Push) -> Result<(), ApiError> {
-    ObjectStub::stats_of(env, &push.source)?
-        .call(push)
-        .await
-        .map(|_| ())
-}
-
-/// Sums every shard.
-///
-/// # Errors
-/// [`ApiError::Unavailable`] when a shard cannot be reached.
-pub async fn read_all(env: &Env) -> Result<Totals, ApiError> {
-    let mut calls = Vec::new();
-    for shard in 0..STATS_SHARDS {
-        let stub = ObjectStub::stats_shard(env, shard)?;
-        calls.push(async move { stub.call(&TotalsRequest {}).await });
-    }
-    let mut sum = Totals::default();
-    for t in futures_util::future::join_all(calls).await {
-        sum += t?;
-    }
-    Ok(sum)
-}
-
-#[durable_object]
-pub struct StatsShard {
-    state: State,
-}
-
+/// One source's stored row.
 #[derive(Deserialize)]
-struct SourceRow {
+struct StoredSource {
     version: i64,
     accepted: i64,
     committed: i64,
@@ -62,6 +36,7 @@ struct SourceRow {
     rate_limited: i64,
     /// The latency histograms as JSON (`{"commit_lag", "queue_wait"}`).
     hist: Option<String>,
+    pushed_ms: Option<i64>,
 }
 
 /// The histograms of a source, stored as one JSON column.
@@ -73,110 +48,327 @@ struct Hist {
     queue_wait: pipeline_core::metrics::Histogram,
 }
 
-impl From<SourceRow> for Totals {
-    fn from(r: SourceRow) -> Self {
+impl From<StoredSource> for SourceRow {
+    fn from(r: StoredSource) -> Self {
         let h: Hist = r
             .hist
             .as_deref()
             .and_then(|t| serde_json::from_str(t).ok())
             .unwrap_or_default();
-        Totals {
-            accepted: r.accepted,
-            committed: r.committed,
-            superseded: r.superseded,
-            failed: r.failed,
-            r2_writes: r.r2_writes,
-            rate_limited: r.rate_limited,
-            commit_lag: h.commit_lag,
-            queue_wait: h.queue_wait,
+        SourceRow {
+            version: r.version,
+            totals: Totals {
+                accepted: r.accepted,
+                committed: r.committed,
+                superseded: r.superseded,
+                failed: r.failed,
+                r2_writes: r.r2_writes,
+                rate_limited: r.rate_limited,
+                commit_lag: h.commit_lag,
+                queue_wait: h.queue_wait,
+            },
+            pushed_ms: r.pushed_ms,
         }
     }
 }
 
-const COLUMNS: &str = "accepted, committed, superseded, failed, r2_writes, rate_limited, hist";
+#[derive(Deserialize)]
+struct TotalsRow {
+    totals: String,
+}
+
+const COLUMNS: &str =
+    "version, accepted, committed, superseded, failed, r2_writes, rate_limited, hist, pushed_ms";
+
+#[durable_object]
+pub struct StatsShard {
+    state: State,
+    /// The running totals and hot keys (the totals are also stored at every
+    /// push; the hot keys every [`HOT_SAVE_EVERY_MS`]).
+    running: RefCell<Running>,
+    hot_saved_ms: Cell<i64>,
+    compacted_ms: Cell<i64>,
+}
 
 impl DurableObject for StatsShard {
     fn new(state: State, _env: Env) -> Self {
         let sql = state.storage().sql();
-        // Shards created before the histograms existed gain the column.
-        let _ = exec(
-            &state.storage().sql(),
-            "CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, version INTEGER NOT NULL, \
-             accepted INTEGER NOT NULL, committed INTEGER NOT NULL, superseded INTEGER NOT NULL, \
-             failed INTEGER NOT NULL, r2_writes INTEGER NOT NULL, rate_limited INTEGER NOT NULL, \
-             hist TEXT)",
-            vec![],
-        );
-        if sql.exec("SELECT hist FROM sources LIMIT 0", None).is_err() {
-            let _ = exec(&sql, "ALTER TABLE sources ADD COLUMN hist TEXT", vec![]);
+        let running = open(&sql).unwrap_or_else(|e| {
+            crate::http::log(
+                serde_json::json!({"level": "error", "at": "stats.open", "error": e.to_string()}),
+            );
+            Running::default()
+        });
+        Self {
+            state,
+            running: RefCell::new(running),
+            hot_saved_ms: Cell::new(now_ms()),
+            compacted_ms: Cell::new(0),
         }
-        Self { state }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let sql = self.state.storage().sql();
         let path = req.path();
         let result = match path.as_str() {
             Push::PATH => {
                 serve(&mut req, |p: Push| async move {
-                    apply_push(&sql, &p)?;
+                    self.take(&p)?;
                     Ok(Ack { ok: true })
                 })
                 .await
             }
-            TotalsRequest::PATH => serve(&mut req, |_: TotalsRequest| async { sum(&sql) }).await,
+            TotalsRequest::PATH => {
+                serve(&mut req, |r: TotalsRequest| async move {
+                    let running = self.running.borrow();
+                    Ok(ShardReport {
+                        totals: running.total,
+                        top: running.hot.top(r.top.min(CAPACITY), now_ms()),
+                    })
+                })
+                .await
+            }
+            #[cfg(feature = "test-routes")]
+            bench::SeedSources::PATH => {
+                serve(&mut req, |c: bench::SeedSources| async move {
+                    bench::seed(&self.state.storage().sql(), &c)
+                })
+                .await
+            }
+            #[cfg(feature = "test-routes")]
+            bench::ScanSources::PATH => {
+                serve(&mut req, |_: bench::ScanSources| async move {
+                    bench::scan(&self.state.storage().sql())
+                })
+                .await
+            }
             _ => Err(ApiError::Internal(format!("unknown stats call {path}"))),
         };
         respond(result)
     }
 }
 
-fn apply_push(sql: &SqlStorage, p: &Push) -> Result<(), ApiError> {
-    let current: Option<SourceRow> = first(
-        sql,
-        &format!("SELECT version, {COLUMNS} FROM sources WHERE source = ?"),
-        vec![p.source.as_str().into()],
-    )?;
-    if !pipeline_core::stats::supersedes(current.map(|c| c.version), p) {
-        return Ok(());
+impl StatsShard {
+    /// Takes a push: its row and the running total change together.
+    fn take(&self, p: &Push) -> Result<(), ApiError> {
+        let sql = self.state.storage().sql();
+        let now = now_ms();
+        let held: Option<SourceRow> = first::<StoredSource>(
+            &sql,
+            &format!("SELECT {COLUMNS} FROM sources WHERE source = ?"),
+            vec![p.source.as_str().into()],
+        )?
+        .map(Into::into);
+        let Some(applied) = shard::apply(held.as_ref(), &p.push, now) else {
+            return Ok(());
+        };
+        let mut next = self.running.borrow().clone();
+        next.record(&p.push, &applied, now);
+        let save_hot = now - self.hot_saved_ms.get() >= HOT_SAVE_EVERY_MS;
+        let compact = now - self.compacted_ms.get() >= COMPACT_EVERY_MS;
+        let (source, row, total) = (p.source.clone(), applied.row, next.total);
+        let hot = save_hot
+            .then(|| serde_json::to_string(&next.hot))
+            .transpose()
+            .map_err(|e| internal("encoding hot keys", e))?;
+        let raw = self
+            .state
+            .as_raw()
+            .storage()
+            .map_err(|_| ApiError::Internal("shard storage unavailable".into()))?;
+        atomically(&raw, &sql, move |sql| {
+            write_source(sql, &source, &row)
+                .and_then(|()| write_running(sql, &total, hot.as_deref()))
+                .and_then(|()| {
+                    if compact {
+                        exec(
+                            sql,
+                            "DELETE FROM sources WHERE pushed_ms IS NOT NULL AND pushed_ms <= ?",
+                            vec![(now - SOURCE_IDLE_MS).into()],
+                        )
+                    } else {
+                        Ok(())
+                    }
+                })
+                .map_err(|e| e.to_string())
+        })
+        .map_err(ApiError::Internal)?;
+        *self.running.borrow_mut() = next;
+        if save_hot {
+            self.hot_saved_ms.set(now);
+        }
+        if compact {
+            self.compacted_ms.set(now);
+        }
+        Ok(())
     }
-    let t = p.totals;
+}
+
+/// Creates or upgrades the tables and loads the running figures. A shard
+/// from before running totals gains them once, summed from its rows (whose
+/// `pushed_ms` stays empty: never compacted).
+fn open(sql: &SqlStorage) -> Result<Running, ApiError> {
+    exec(
+        sql,
+        "CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, version INTEGER NOT NULL, \
+         accepted INTEGER NOT NULL, committed INTEGER NOT NULL, superseded INTEGER NOT NULL, \
+         failed INTEGER NOT NULL, r2_writes INTEGER NOT NULL, rate_limited INTEGER NOT NULL, \
+         hist TEXT, pushed_ms INTEGER)",
+        vec![],
+    )?;
+    for column in ["hist TEXT", "pushed_ms INTEGER"] {
+        let name = column.split(' ').next().unwrap_or(column);
+        if sql
+            .exec(&format!("SELECT {name} FROM sources LIMIT 0"), None)
+            .is_err()
+        {
+            exec(
+                sql,
+                &format!("ALTER TABLE sources ADD COLUMN {column}"),
+                vec![],
+            )?;
+        }
+    }
+    exec(
+        sql,
+        "CREATE TABLE IF NOT EXISTS running (id INTEGER PRIMARY KEY, totals TEXT NOT NULL, hot TEXT)",
+        vec![],
+    )?;
+    let stored: Option<TotalsRow> = first(sql, "SELECT totals FROM running WHERE id = 0", vec![])?;
+    let mut running = Running::default();
+    match stored {
+        Some(t) => {
+            running.total =
+                serde_json::from_str(&t.totals).map_err(|e| internal("running totals", e))?;
+            #[derive(Deserialize)]
+            struct HotRow {
+                hot: Option<String>,
+            }
+            if let Some(h) = first::<HotRow>(sql, "SELECT hot FROM running WHERE id = 0", vec![])?
+                .and_then(|r| r.hot)
+            {
+                running.hot = serde_json::from_str(&h).unwrap_or_default();
+            }
+        }
+        None => {
+            let all: Vec<StoredSource> =
+                rows(sql, &format!("SELECT {COLUMNS} FROM sources"), vec![])?;
+            for r in all {
+                running.total += SourceRow::from(r).totals;
+            }
+            write_running(sql, &running.total, None)?;
+        }
+    }
+    Ok(running)
+}
+
+fn write_source(sql: &SqlStorage, source: &str, row: &SourceRow) -> Result<(), ApiError> {
+    let t = row.totals;
+    let hist = serde_json::to_string(&Hist {
+        commit_lag: t.commit_lag,
+        queue_wait: t.queue_wait,
+    })
+    .map_err(|e| internal("encoding histograms", e))?;
     exec(
         sql,
         &format!(
-            "INSERT INTO sources (source, version, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO sources (source, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT(source) DO UPDATE SET version = excluded.version, accepted = excluded.accepted, \
              committed = excluded.committed, superseded = excluded.superseded, failed = excluded.failed, \
-             r2_writes = excluded.r2_writes, rate_limited = excluded.rate_limited, hist = excluded.hist"
+             r2_writes = excluded.r2_writes, rate_limited = excluded.rate_limited, hist = excluded.hist, \
+             pushed_ms = excluded.pushed_ms"
         ),
         vec![
-            p.source.as_str().into(),
-            p.version.into(),
+            source.into(),
+            row.version.into(),
             t.accepted.into(),
             t.committed.into(),
             t.superseded.into(),
             t.failed.into(),
             t.r2_writes.into(),
             t.rate_limited.into(),
-            serde_json::to_string(&Hist {
-                commit_lag: t.commit_lag,
-                queue_wait: t.queue_wait,
-            })
-            .map_err(|e| crate::http::internal("encoding histograms", e))?
-            .into(),
+            hist.into(),
+            row.pushed_ms.into(),
         ],
     )
 }
 
-fn sum(sql: &SqlStorage) -> Result<Totals, ApiError> {
-    let all: Vec<SourceRow> = rows(
-        sql,
-        &format!("SELECT version, {COLUMNS} FROM sources"),
-        vec![],
-    )?;
-    let mut t = Totals::default();
-    for r in all {
-        t += r.into();
+fn write_running(sql: &SqlStorage, total: &Totals, hot: Option<&str>) -> Result<(), ApiError> {
+    let text = serde_json::to_string(total).map_err(|e| internal("encoding totals", e))?;
+    match hot {
+        Some(h) => exec(
+            sql,
+            "INSERT INTO running (id, totals, hot) VALUES (0, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET totals = excluded.totals, hot = excluded.hot",
+            vec![text.into(), h.into()],
+        ),
+        None => exec(
+            sql,
+            "INSERT INTO running (id, totals) VALUES (0, ?) \
+             ON CONFLICT(id) DO UPDATE SET totals = excluded.totals",
+            vec![text.into()],
+        ),
     }
-    Ok(t)
+}
+
+/// The benchmark's calls (`test-routes` builds only): fill a shard with
+/// idle source rows, and read them all the way `/stats` did before the
+/// running totals (a scan of every row), for comparison.
+#[cfg(feature = "test-routes")]
+pub mod bench {
+    use pipeline_core::error::ApiError;
+    use pipeline_core::protocol::Call;
+    use serde::{Deserialize, Serialize};
+    use worker::SqlStorage;
+
+    use super::{rows, write_source, SourceRow, StoredSource, Totals, COLUMNS};
+
+    /// Adds `count` source rows named `<prefix><n>` with zero totals.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct SeedSources {
+        pub prefix: String,
+        pub count: u32,
+    }
+
+    /// How many source rows a shard holds.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct SourceCount {
+        pub rows: u64,
+    }
+
+    impl Call for SeedSources {
+        const PATH: &'static str = "/_test/seed-sources";
+        type Reply = SourceCount;
+    }
+
+    /// Sums every source row (the read before running totals).
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct ScanSources {}
+
+    impl Call for ScanSources {
+        const PATH: &'static str = "/_test/scan-sources";
+        type Reply = SourceCount;
+    }
+
+    pub fn seed(sql: &SqlStorage, c: &SeedSources) -> Result<SourceCount, ApiError> {
+        let now = crate::http::now_ms();
+        for n in 0..c.count {
+            let row = SourceRow {
+                version: 1,
+                totals: Totals::default(),
+                pushed_ms: Some(now),
+            };
+            write_source(sql, &format!("{}{n}", c.prefix), &row)?;
+        }
+        scan(sql)
+    }
+
+    pub fn scan(sql: &SqlStorage) -> Result<SourceCount, ApiError> {
+        let all: Vec<StoredSource> = rows(sql, &format!("SELECT {COLUMNS} FROM sources"), vec![])?;
+        let mut t = Totals::default();
+        let n = all.len() as u64;
+        for r in all {
+            t += SourceRow::from(r).totals;
+        }
+        Ok(SourceCount { rows: n })
+    }
 }

@@ -15,9 +15,10 @@ use pipeline_core::producer::{enqueue_batch, needs_staging};
 use serde_json::{json, Value};
 use worker::{Context, Request};
 
-use super::{stage_bytes, stamp, stats, Delivery, QueueIo};
+use super::{stage_bytes, stamp, Delivery, QueueIo};
 use crate::app::App;
 use crate::http::{self, internal, ApiResult};
+use crate::stats;
 
 /// Serves `POST /batch`.
 ///

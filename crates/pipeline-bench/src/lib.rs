@@ -5,7 +5,8 @@
 //! Scenarios: [`ingest`] (the `202` path against `/healthz` and a bare
 //! queue send), [`storm`] (hot keys through the three approaches),
 //! [`large`] (10 and 50 MiB through the staged path, runtime memory) and
-//! [`wasm`] (the Worker's size). [`report`] checks the figures against the
+//! [`wasm`] (the Worker's size) and [`stats_scale`] (what reading `/stats`
+//! costs as sources grow). [`report`] checks the figures against the
 //! benchmark's targets and turns them into a table and JSON with every
 //! input ([`env`]).
 
@@ -17,5 +18,6 @@ pub mod load;
 pub mod report;
 pub mod rss;
 pub mod stats;
+pub mod stats_scale;
 pub mod storm;
 pub mod wasm;

@@ -15,6 +15,7 @@ use pipeline_bench::env;
 use pipeline_bench::ingest::{self, IngestConfig};
 use pipeline_bench::large::{self, LargeConfig};
 use pipeline_bench::report::{self, Config, Report, Tool, WorkerInfo};
+use pipeline_bench::stats_scale::{self, StatsScaleConfig};
 use pipeline_bench::storm::{self, StormConfig};
 use pipeline_bench::wasm;
 use pipeline_client::harness::{repo_root, LocalWorker, WorkerOptions};
@@ -26,6 +27,7 @@ enum Scenario {
     Storm,
     Large,
     Wasm,
+    Stats,
 }
 
 /// Benchmarks the R2 hot-key write pipeline against the naive direct write
@@ -58,7 +60,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ingest,storm,large,wasm"
+        default_value = "ingest,storm,large,wasm,stats"
     )]
     scenarios: Vec<Scenario>,
     /// Before running, build the production Worker (measured by the wasm
@@ -111,6 +113,10 @@ struct Args {
     /// Large objects: pipeline uploads per size [default: 2; smoke: 1].
     #[arg(long)]
     large_reps: Option<usize>,
+    /// Stats scale: source rows at each point, comma-separated
+    /// [default: 100,10000,100000; smoke: 10,100].
+    #[arg(long, value_delimiter = ',')]
+    stats_sources: Option<Vec<u64>>,
     /// Longest wait for one upload to reach a terminal state, seconds.
     #[arg(long, default_value_t = 90)]
     commit_timeout: u64,
@@ -154,6 +160,16 @@ fn config(a: &Args) -> Config {
                 .clone()
                 .unwrap_or_else(|| if s { vec![1] } else { vec![10, 50] }),
             reps: pick(a.large_reps, 2, 1),
+        },
+        stats_scale: StatsScaleConfig {
+            sources: a.stats_sources.clone().unwrap_or_else(|| {
+                if s {
+                    vec![10, 100]
+                } else {
+                    vec![100, 10_000, 100_000]
+                }
+            }),
+            reads: pick(None, 30, 5),
         },
         commit_timeout_s: a.commit_timeout,
     }
@@ -368,6 +384,7 @@ fn main() -> ExitCode {
     let large = has("large").then(|| large::run(&ctx, &cfg.large));
     let ingest = has("ingest").then(|| ingest::run(&ctx, &cfg.ingest));
     let storm = has("storm").then(|| storm::run(&ctx, &cfg.storm));
+    let stats_scale = has("stats").then(|| stats_scale::run(&ctx, &cfg.stats_scale));
 
     if let Some(w) = local.as_mut() {
         w.stop();
@@ -397,6 +414,7 @@ fn main() -> ExitCode {
         storm,
         large,
         wasm,
+        stats_scale,
         targets,
         functional_failures: failures.clone(),
         table: String::new(),

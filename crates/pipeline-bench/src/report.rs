@@ -25,6 +25,8 @@ pub struct Config {
     pub storm: StormConfig,
     /// Scenario 3.
     pub large: LargeConfig,
+    /// Scenario 5.
+    pub stats_scale: crate::stats_scale::StatsScaleConfig,
     /// Longest wait for one id to become terminal, seconds.
     pub commit_timeout_s: u64,
 }
@@ -82,6 +84,8 @@ pub struct Report {
     pub large: Option<LargeResult>,
     /// Scenario 4.
     pub wasm: Option<WasmResult>,
+    /// Scenario 5.
+    pub stats_scale: Option<crate::stats_scale::StatsScaleResult>,
     /// The benchmark's targets and whether each was met.
     pub targets: Vec<Target>,
     /// Functional failures (non-empty: the run exits 1).
@@ -519,6 +523,30 @@ pub fn render(r: &Report) -> String {
             w.path.display(),
             w.build
         );
+    }
+    if let Some(s) = &r.stats_scale {
+        let _ = writeln!(t);
+        let _ = writeln!(
+            t,
+            "5. Reading stats as sources grow (ms, p50 / p99; the scan reads every source row, as /stats did before running totals)"
+        );
+        let _ = writeln!(
+            t,
+            "   {:>12} {:>16} {:>16} {:>16} {:>16}",
+            "source rows", "/stats", "/stats?top=10", "/metrics", "scan all rows"
+        );
+        for p in &s.points {
+            let f = |x: &crate::stats::Summary| format!("{:.1} / {:.1}", x.p50, x.p99);
+            let _ = writeln!(
+                t,
+                "   {:>12} {:>16} {:>16} {:>16} {:>16}",
+                p.source_rows,
+                f(&p.stats_ms),
+                f(&p.stats_top_ms),
+                f(&p.metrics_ms),
+                f(&p.scan_ms)
+            );
+        }
     }
     if !r.targets.is_empty() {
         let _ = writeln!(t);

@@ -51,6 +51,24 @@ impl Histogram {
         self.count += o.count;
     }
 
+    /// The observations of `self` beyond `earlier` (an older snapshot of
+    /// the same histogram); counts that did not grow give 0.
+    #[must_use]
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        let mut d = Histogram::default();
+        for ((out, a), b) in d
+            .buckets
+            .iter_mut()
+            .zip(&self.buckets)
+            .zip(&earlier.buckets)
+        {
+            *out = a.saturating_sub(*b);
+        }
+        d.sum_ms = (self.sum_ms - earlier.sum_ms).max(0);
+        d.count = self.count.saturating_sub(earlier.count);
+        d
+    }
+
     /// An estimate of the `q` quantile in ms (the bucket bound it falls in).
     pub fn quantile_ms(&self, q: f64) -> Option<i64> {
         if self.count == 0 {

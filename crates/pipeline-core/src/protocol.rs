@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::id::WriteOp;
 use crate::message::WriteMessage;
 use crate::ratelimit::SlotTaken;
+use crate::stats::hot_keys::Counter;
 use crate::stats::{Push, Totals};
 use crate::status::UploadStatus;
 
@@ -201,6 +202,54 @@ pub enum CallbackOutcome {
 }
 call!(CallbackReport => Ack, "/callback");
 
+/// Operator → scheduler: what the key's scheduler holds now (the ops
+/// page's key inspector, `GET /stats/keys/{key}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InspectRequest {
+    pub key: String,
+}
+
+/// A key's scheduler as the key inspector shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInspection {
+    pub key: String,
+    /// The write that is next to be committed.
+    pub pending: Option<PendingWrite>,
+    /// The write whose R2 write is running.
+    pub in_flight: Option<InFlightWrite>,
+    /// Writes held behind the pending one.
+    pub waiting: usize,
+    /// When the key may be written next (epoch ms): one second after the
+    /// last write's start, or now.
+    pub next_slot_ms: i64,
+    /// The last commits, newest first.
+    pub recent_commits: Vec<CommitSpacing>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingWrite {
+    pub id: String,
+    pub accepted_ms: i64,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlightWrite {
+    pub id: String,
+    pub started_ms: Option<i64>,
+}
+
+/// One commit and its distance to the commit before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitSpacing {
+    pub id: String,
+    pub committed_ms: i64,
+    /// Milliseconds since the previous commit's start; `None` for the
+    /// oldest one listed.
+    pub spacing_ms: Option<i64>,
+}
+call!(InspectRequest => KeyInspection, "/inspect");
+
 /// Reader → scheduler: the newest accepted write it holds, if newer than
 /// the stored object (`?consistency=latest`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -262,8 +311,20 @@ call!(Push => Ack, "/push");
 
 /// Reads one shard's sum.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TotalsRequest {}
-call!(TotalsRequest => Totals, "/totals");
+pub struct TotalsRequest {
+    /// How many of the shard's recently hot keys to list (0: none).
+    #[serde(default)]
+    pub top: usize,
+}
+
+/// A shard's running totals and its hot keys, most written first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShardReport {
+    pub totals: Totals,
+    #[serde(default)]
+    pub top: Vec<Counter>,
+}
+call!(TotalsRequest => ShardReport, "/totals");
 
 /// A reply that carries nothing but success.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

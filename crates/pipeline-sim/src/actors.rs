@@ -37,6 +37,10 @@ pub fn client_act(world: &Rc<World>, client: usize) {
     if !world.is_active() {
         return;
     }
+    if let Some(to) = world.lull_until() {
+        world.schedule(to, Event::Client(client));
+        return;
+    }
     let cfg = world.cfg.clone();
     let roll = world.range(0, 999) as f64 / 1000.0;
     let w = world.clone();

@@ -34,6 +34,16 @@ pub struct SimConfig {
     pub p_late_alarm: f64,
     pub p_double_alarm: f64,
     pub p_push_fail: f64,
+    /// A push lands but its answer is lost.
+    pub p_push_ack_lost: f64,
+    /// How long a source stays silent before the shard compacts its row:
+    /// longer than the longest a scheduler can be kept from learning its
+    /// pushes' outcome here (an outage plus retries).
+    pub source_idle_ms: i64,
+    /// A quiet spell in the clients' activity, longer than the idle window
+    /// (so the stats shard compacts sources that then come back):
+    /// `(start offset from the run's start, length)`.
+    pub lull: Option<(i64, i64)>,
     /// A consumer invocation dies after its calls and before its acks.
     pub p_consumer_dies: f64,
     pub crash_every_ms: i64,
@@ -106,9 +116,23 @@ impl SimConfig {
             p_callback: [0.0, 0.3, 1.0][r.below(3)],
             events: r.chance(0.5),
             p_notify_fail: [0.0, 0.1, 0.4][r.below(3)],
+            p_push_ack_lost: [0.0, 0.1][r.below(2)],
+            source_idle_ms: (tolerated / 2).max(1_000) + 30_000,
+            lull: None,
             // From the seed without a draw, so the other parameters of
             // every seed stay what they were before queues were sharded.
             upload_queues: (seed % 3) as u32 + 1,
         }
+        .with_lull(&mut r)
+    }
+
+    /// Draws the quiet spell (after every other parameter, so adding it
+    /// did not change the others' draws).
+    fn with_lull(mut self, r: &mut Rng) -> Self {
+        if r.chance(0.3) {
+            let start = r.range(self.run_ms / 4, self.run_ms * 3 / 4);
+            self.lull = Some((start, self.source_idle_ms + r.range(1_000, 20_000)));
+        }
+        self
     }
 }

@@ -11,7 +11,7 @@ use pipeline_core::engine::{
     StatsSink, Store, StoreError, StoredHead, UploadRecord,
 };
 use pipeline_core::message::WriteMessage;
-use pipeline_core::stats::Totals;
+use pipeline_core::stats::SourcePush;
 
 use crate::exec::Slot;
 use crate::world::{Io, IoResult, World};
@@ -176,12 +176,11 @@ impl Clock for SimHost {
 }
 
 impl StatsSink for SimHost {
-    async fn push_stats(&self, version: i64, totals: Totals) -> Result<(), HostError> {
+    async fn push_stats(&self, push: &SourcePush) -> Result<(), HostError> {
         match self
             .io(Io::Push {
                 source: format!("key:{}", self.obj),
-                version,
-                totals: Box::new(totals),
+                push: Box::new(push.clone()),
             })
             .await
         {

@@ -75,6 +75,8 @@ fn main() {
                 f.double_alarms += r.faults.double_alarms;
                 f.dead_letters += r.faults.dead_letters;
                 f.notify_failures += r.faults.notify_failures;
+                f.push_acks_lost += r.faults.push_acks_lost;
+                f.sources_compacted += r.faults.sources_compacted;
             }
             Err(f) => {
                 println!("{f}");

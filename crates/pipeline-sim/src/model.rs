@@ -11,7 +11,7 @@ use pipeline_core::engine::{
 use pipeline_core::id::WriteOp;
 use pipeline_core::message::WriteMessage;
 use pipeline_core::schedule::WriteRef;
-use pipeline_core::stats::Totals;
+use pipeline_core::stats::shard::MemoryShard;
 use pipeline_core::status::UploadState;
 
 /// When a terminal row is pruned: a superseded one by its acceptance, the
@@ -207,8 +207,8 @@ pub struct Ledger {
     pub producer_accepted: i64,
     /// The newest write each key's R2 object reflects.
     pub last_applied: BTreeMap<String, WriteRef>,
-    /// Stats shard: newest pushed version and totals per source.
-    pub shard: BTreeMap<String, (i64, Totals)>,
+    /// The stats shard (one stands for all: the sum is the same).
+    pub shard: MemoryShard,
     /// The condition of each conditional write.
     pub conditions: BTreeMap<String, pipeline_core::write_condition::WriteCondition>,
     /// Read-modify-write increments that committed.
@@ -240,4 +240,9 @@ pub struct Faults {
     pub double_alarms: u64,
     pub dead_letters: u64,
     pub notify_failures: u64,
+    /// Stats pushes that landed with their answer lost.
+    pub push_acks_lost: u64,
+    /// Idle sources the stats shard compacted (not a fault: the path it
+    /// exercises).
+    pub sources_compacted: u64,
 }

@@ -11,7 +11,7 @@ use pipeline_core::engine::{
     BlobError, EngineConfig, Memory, Op, Scheduler, StoreError, StoredHead,
 };
 use pipeline_core::schedule::WRITE_SPACING_MS;
-use pipeline_core::stats::Totals;
+use pipeline_core::stats::{Push, SourcePush};
 use pipeline_core::status::UploadState;
 
 use crate::config::SimConfig;
@@ -50,8 +50,7 @@ pub enum Io {
     },
     Push {
         source: String,
-        version: i64,
-        totals: Box<Totals>,
+        push: Box<SourcePush>,
     },
     Sleep {
         ms: i64,
@@ -152,7 +151,7 @@ impl World {
             events: cfg.events,
         };
         Rc::new(Self {
-            active_until: START_MS + cfg.run_ms,
+            active_until: START_MS + cfg.run_ms + cfg.lull.map_or(0, |(_, len)| len),
             rng: RefCell::new(Rng::new(cfg.seed)),
             cfg,
             engine,
@@ -667,23 +666,29 @@ impl World {
                     Ok(())
                 }
             }),
-            Io::Push {
-                source,
-                version,
-                totals,
-            } => {
+            Io::Push { source, push } => {
                 if self.is_active() && self.chance(self.cfg.p_push_fail) {
                     return IoResult::Unit(Err(BlobError::Transient(
                         "stats shard unreachable".into(),
                     )));
                 }
+                let now = self.now();
                 let mut l = self.ledger.borrow_mut();
-                let e = l
-                    .shard
-                    .entry(source)
-                    .or_insert((i64::MIN, Totals::default()));
-                if version > e.0 {
-                    *e = (version, *totals);
+                l.shard.push(
+                    &Push {
+                        source,
+                        push: *push,
+                    },
+                    now,
+                );
+                let compacted = l.shard.compact(now, self.cfg.source_idle_ms);
+                l.faults.sources_compacted += compacted as u64;
+                drop(l);
+                if self.is_active() && self.chance(self.cfg.p_push_ack_lost) {
+                    self.ledger.borrow_mut().faults.push_acks_lost += 1;
+                    return IoResult::Unit(Err(BlobError::Transient(
+                        "the shard's answer was lost".into(),
+                    )));
                 }
                 IoResult::Unit(Ok(()))
             }
@@ -864,8 +869,21 @@ impl World {
         }
     }
 
+    /// The end of the clients' quiet spell, while it lasts.
+    pub fn lull_until(&self) -> Option<i64> {
+        let (start, len) = self.cfg.lull?;
+        let (from, to) = (START_MS + start, START_MS + start + len);
+        (from..to).contains(&self.now()).then_some(to)
+    }
+
     fn outage(self: &Rc<Self>) {
         if !self.is_active() {
+            return;
+        }
+        // No outages start in a quiet spell: back to back they would add
+        // up to more than the consumer is meant to ride out.
+        if let Some(to) = self.lull_until() {
+            self.schedule(to, Event::Outage);
             return;
         }
         let obj = self.rng.borrow_mut().below(self.cfg.keys);

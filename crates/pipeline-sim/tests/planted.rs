@@ -60,6 +60,16 @@ fn constant_retry_delay_is_found() {
     assert_found(Bug::ConstantRetryDelay, 2000);
 }
 
+#[test]
+fn shard_ignoring_the_base_is_found() {
+    assert_found(Bug::ShardIgnoresBase, 2000);
+}
+
+#[test]
+fn unanswered_push_taken_as_acknowledged_is_found() {
+    assert_found(Bug::UnansweredPushAcked, 2000);
+}
+
 /// The same seeds pass with nothing planted (the default run covers more).
 #[test]
 fn seeds_pass_without_planted_bugs() {

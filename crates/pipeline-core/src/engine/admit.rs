@@ -92,7 +92,7 @@ impl<H: Host> Scheduler<'_, H> {
     /// retries the batch's messages.
     pub async fn enqueue(&self, req: EnqueueRequest) -> Result<EnqueueReply, ApiError> {
         let reply = self.admit_batch(&req)?;
-        self.push_stats().await?;
+        // The counts go to /stats from the alarm, not on this path.
         self.reschedule().await?;
         Ok(reply)
     }
@@ -281,7 +281,6 @@ impl<H: Host> Scheduler<'_, H> {
         };
         if reply != FailReply::Known {
             tx.apply(self.host)?;
-            self.push_stats().await?;
             self.reschedule().await?;
         }
         Ok(reply)

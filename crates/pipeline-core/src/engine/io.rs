@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::engine::store::OutboxEntry;
 use crate::message::WriteMessage;
-use crate::stats::Totals;
+use crate::stats::SourcePush;
 
 /// An R2 operation that did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -113,11 +113,13 @@ pub trait Clock {
 /// Where a scheduler pushes its cumulative totals (`/stats`).
 #[allow(async_fn_in_trait)]
 pub trait StatsSink {
-    /// Pushes this source's totals at `version`.
+    /// Pushes this key's cumulative totals to its shard.
     ///
     /// # Errors
-    /// [`HostError`] when the push did not land (it is retried later).
-    async fn push_stats(&self, version: i64, totals: Totals) -> Result<(), HostError>;
+    /// [`HostError`] when the push was not acknowledged (it may still have
+    /// landed; the next push carries the same base, so it cannot count
+    /// twice).
+    async fn push_stats(&self, push: &SourcePush) -> Result<(), HostError>;
 }
 
 /// Where ended writes' events go: the webhook queue (entries with a

@@ -37,15 +37,16 @@ use std::cell::Cell;
 
 pub use io::{BlobError, Blobs, Clock, HostError, Notifier, PutBody, StatsSink, StoredHead};
 pub use store::{
-    Callback, IdemRecord, Meta, Op, OutboxEntry, RetryDoc, StatsDoc, Store, StoreError, Stored,
-    UploadRecord, Via,
+    Callback, IdemRecord, Meta, Op, OutboxEntry, RecentCommit, RetryDoc, StatsDoc, Store,
+    StoreError, Stored, UploadRecord, Via, RECENT_COMMITS,
 };
 
 use crate::error::ApiError;
 use crate::id::WriteOp;
 use crate::schedule::WriteRef;
-use crate::stats::Totals;
+use crate::stats::{Acked, SourcePush, Totals};
 use crate::status::UploadState;
+use planted::{active, Bug};
 
 /// Everything the engine needs from its host.
 pub trait Host: Store + Blobs + Clock + StatsSink + Notifier {}
@@ -72,6 +73,18 @@ pub const STATS_GRACE_MS: i64 = 1000;
 pub const POLL_INTERVAL_MS: i64 = 100;
 /// How soon dirty totals are pushed again after a failed push.
 pub const STATS_RETRY_MS: i64 = 5000;
+/// At most one stats push per key per this interval, from the alarm (or a
+/// status poll waiting for its write's counts). Longer: fewer shard calls
+/// from hot keys; shorter: `/stats` catches up sooner after a write ends.
+pub const STATS_PUSH_INTERVAL_MS: i64 = 1000;
+/// The spacing for a push made by a status poll whose write ended while
+/// its counts wait for the alarm's push: none. The poll's answer waits for
+/// the push, so the reader pays; pushes stay one at a time per key and only
+/// happen while counts changed, so polls cannot push more often than the
+/// key's writes end.
+pub const STATS_POLL_PUSH_MS: i64 = 0;
+/// How often a status poll waiting for a running push looks again.
+pub const STATS_PUSH_WAIT_MS: i64 = 10;
 /// Events handed to the queues per alarm step.
 pub const OUTBOX_PER_STEP: usize = 50;
 /// How soon the outbox is tried again after the queues refused it.
@@ -111,6 +124,10 @@ pub struct Memory {
     pub busy: Cell<bool>,
     /// The queues refused the outbox: not before this time again.
     pub outbox_retry_at: Cell<i64>,
+    /// A stats push of this instance is running.
+    pub stats_pushing: Cell<bool>,
+    /// The last stats push failed: not before this time again.
+    pub stats_retry_at: Cell<i64>,
 }
 
 /// One key's scheduler: the host's I/O, this instance's memory, settings.
@@ -194,6 +211,14 @@ impl Tx {
                 rec.state = UploadState::Committed;
                 rec.committed_ms = Some(start_ms);
                 rec.etag = etag;
+                let recent = &mut self.meta.recent_commits;
+                recent.push(RecentCommit {
+                    id: rec.id.clone(),
+                    committed_ms: start_ms,
+                });
+                if recent.len() > RECENT_COMMITS {
+                    recent.remove(0);
+                }
                 let lag = start_ms - rec.accepted_ms;
                 self.count(|t| {
                     t.committed += 1;
@@ -379,27 +404,55 @@ impl<'a, H: Host> Scheduler<'a, H> {
             .max()
     }
 
-    /// Pushes this key's totals if they changed; on failure they stay
-    /// dirty and a later alarm pushes them.
-    pub async fn push_stats(&self) -> Result<(), ApiError> {
+    /// When this key's dirty totals may be pushed: `spacing` after the last
+    /// acknowledged push, later after a failed one.
+    pub fn stats_due(&self, meta: &Meta, spacing: i64) -> i64 {
+        (meta.stats.pushed_ms + spacing).max(self.mem.stats_retry_at.get())
+    }
+
+    /// Pushes this key's totals if they changed and a push is due (at most
+    /// one per `spacing` after the last, one at a time). Never called by
+    /// the write handlers: the alarm pushes (spacing
+    /// [`STATS_PUSH_INTERVAL_MS`]), and a status poll waiting for its
+    /// write's counts ([`STATS_POLL_PUSH_MS`]). On failure they stay dirty
+    /// for a later alarm.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn push_stats(&self, spacing: i64) -> Result<(), ApiError> {
         let meta = self.host.meta()?;
-        if !meta.stats.dirty {
+        let now = self.host.now_ms();
+        if !meta.stats.dirty || self.mem.stats_pushing.get() || now < self.stats_due(&meta, spacing)
+        {
             return Ok(());
         }
-        let version = meta.stats.version;
-        if self
-            .host
-            .push_stats(version, meta.stats.totals)
-            .await
-            .is_ok()
-        {
-            // Re-read: other events may have counted more meanwhile.
-            let mut tx = self.begin()?;
-            if tx.meta.stats.version == version && tx.meta.stats.dirty {
-                tx.meta.stats.dirty = false;
-                tx.apply(self.host)?;
-            }
+        let push = SourcePush {
+            version: meta.stats.version,
+            totals: meta.stats.totals,
+            base: meta.stats.acked,
+            key: meta.key.clone(),
+        };
+        self.mem.stats_pushing.set(true);
+        let result = self.host.push_stats(&push).await;
+        self.mem.stats_pushing.set(false);
+        if result.is_err() && !active(Bug::UnansweredPushAcked) {
+            self.mem
+                .stats_retry_at
+                .set(self.host.now_ms() + STATS_RETRY_MS);
+            return Ok(());
         }
+        // Re-read: other events may have counted more meanwhile.
+        let mut tx = self.begin()?;
+        let stats = &mut tx.meta.stats;
+        if stats.acked.is_none_or(|a| a.version < push.version) {
+            stats.acked = Some(Acked {
+                version: push.version,
+                totals: push.totals,
+            });
+        }
+        stats.pushed_ms = tx.now;
+        stats.dirty = stats.version != push.version;
+        tx.apply(self.host)?;
         Ok(())
     }
 
@@ -436,7 +489,7 @@ impl<'a, H: Host> Scheduler<'a, H> {
             at(now);
         }
         if meta.stats.dirty {
-            at(now + STATS_RETRY_MS);
+            at(self.stats_due(&meta, STATS_PUSH_INTERVAL_MS));
         }
         if !self.host.outbox(1)?.is_empty() {
             at(now.max(self.mem.outbox_retry_at.get()));

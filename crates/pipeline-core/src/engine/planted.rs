@@ -45,11 +45,19 @@ pub enum Bug {
     /// The alarm removes outbox entries before the queues took them: an
     /// event whose send fails (or whose instance dies meanwhile) is lost.
     OutboxRemovedBeforeSend,
+    /// A stats shard that has forgotten an idle source adds the source's
+    /// whole cumulative totals instead of what is new since the base it
+    /// acknowledged: the source's earlier counts are counted twice.
+    ShardIgnoresBase,
+    /// A scheduler takes a stats push whose answer never came as
+    /// acknowledged: a push that did not land is never sent again, and its
+    /// counts are missing from `/stats`.
+    UnansweredPushAcked,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 11] = [
+    pub const ALL: [Bug; 13] = [
         Bug::StaleRecovery,
         Bug::SyncSupersedesEarly,
         Bug::ClaimBeforeSend,
@@ -61,6 +69,8 @@ impl Bug {
         Bug::ConditionIgnored,
         Bug::ConditionFolded,
         Bug::OutboxRemovedBeforeSend,
+        Bug::ShardIgnoresBase,
+        Bug::UnansweredPushAcked,
     ];
 }
 

@@ -5,12 +5,20 @@
 //! sealed by this deployment) until the retention window after its
 //! acceptance ends. A terminal state is answered once this key's counts
 //! reached `/stats` (or after [`STATS_GRACE_MS`]), so a client that saw its
-//! writes end sees them counted.
+//! writes end sees them counted: a poll that finds its write ended with the
+//! counts not yet pushed pushes them itself (one push at a time per key,
+//! [`STATS_POLL_PUSH_MS`]), so the reader, not the writer, pays for the
+//! freshness.
 
-use crate::engine::{Host, Scheduler, UploadRecord, POLL_INTERVAL_MS, STATS_GRACE_MS};
+use crate::engine::{
+    Host, Scheduler, UploadRecord, POLL_INTERVAL_MS, STATS_GRACE_MS, STATS_POLL_PUSH_MS,
+    STATS_PUSH_WAIT_MS,
+};
 use crate::error::ApiError;
 use crate::message::WriteMessage;
-use crate::protocol::StatusRequest;
+use crate::protocol::{
+    CommitSpacing, InFlightWrite, InspectRequest, KeyInspection, PendingWrite, StatusRequest,
+};
 use crate::status::{CallbackStatus, UploadState, UploadStatus};
 
 impl<H: Host> Scheduler<'_, H> {
@@ -28,6 +36,9 @@ impl<H: Host> Scheduler<'_, H> {
             let row = self.host.upload(&req.id, req.accepted_ms)?;
             let now = self.host.now_ms();
             let terminal = row.as_ref().is_some_and(|r| r.state.is_terminal());
+            if terminal && now < grace {
+                self.push_stats(STATS_POLL_PUSH_MS).await?;
+            }
             let counted = !terminal || now >= grace || !self.host.meta()?.stats.dirty;
             let held = req.until_held && row.is_some() && !terminal;
             if (terminal && counted) || (!terminal && now >= deadline) || held {
@@ -53,8 +64,58 @@ impl<H: Host> Scheduler<'_, H> {
                     }),
                 };
             }
-            self.host.sleep(POLL_INTERVAL_MS).await;
+            let waiting_for_push = terminal && !counted;
+            self.host
+                .sleep(if waiting_for_push {
+                    STATS_PUSH_WAIT_MS
+                } else {
+                    POLL_INTERVAL_MS
+                })
+                .await;
         }
+    }
+
+    /// What this key's scheduler holds now, for the key inspector.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn inspect(&self, req: &InspectRequest) -> Result<KeyInspection, ApiError> {
+        let key = &req.key;
+        let meta = self.host.meta()?;
+        let now = self.host.now_ms();
+        let pending = match &meta.state.pending {
+            Some(p) => Some(PendingWrite {
+                id: p.id.clone(),
+                accepted_ms: p.accepted_ms,
+                size: self
+                    .host
+                    .upload(&p.id, p.accepted_ms)?
+                    .map_or(0, |r| r.size),
+            }),
+            None => None,
+        };
+        let mut recent_commits = Vec::with_capacity(meta.recent_commits.len());
+        let mut before: Option<i64> = None;
+        for c in &meta.recent_commits {
+            recent_commits.push(CommitSpacing {
+                id: c.id.clone(),
+                committed_ms: c.committed_ms,
+                spacing_ms: before.map(|b| c.committed_ms - b),
+            });
+            before = Some(c.committed_ms);
+        }
+        recent_commits.reverse();
+        Ok(KeyInspection {
+            key: meta.key.clone().unwrap_or_else(|| key.to_string()),
+            pending,
+            in_flight: meta.state.in_flight.as_ref().map(|w| InFlightWrite {
+                id: w.id.clone(),
+                started_ms: meta.state.last_start_ms,
+            }),
+            waiting: meta.state.line.len(),
+            next_slot_ms: meta.state.next_slot(now),
+            recent_commits,
+        })
     }
 
     fn status_of(&self, req: &StatusRequest, r: UploadRecord) -> Result<UploadStatus, ApiError> {

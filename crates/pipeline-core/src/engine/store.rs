@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::id::WriteOp;
 use crate::message::WriteMessage;
 use crate::schedule::KeyState;
-use crate::stats::Totals;
+use crate::stats::{Acked, Totals};
 use crate::status::{CallbackState, UploadState};
 
 /// A storage failure. The engine answers it as an internal error; nothing
@@ -36,6 +36,22 @@ pub struct StatsDoc {
     pub totals: Totals,
     /// Changed since the last push that reached the shard.
     pub dirty: bool,
+    /// What the shard last acknowledged (sent as the next push's base).
+    #[serde(default)]
+    pub acked: Option<Acked>,
+    /// When the last push was acknowledged: pushes are at most one per
+    /// [`crate::engine::STATS_PUSH_INTERVAL_MS`].
+    #[serde(default)]
+    pub pushed_ms: i64,
+}
+
+/// One commit of this key, for the key inspector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentCommit {
+    pub id: String,
+    /// When its R2 write started (the moment the one-write-per-second
+    /// spacing is measured from).
+    pub committed_ms: i64,
 }
 
 /// The scheduler's one small document: read at the start of every step,
@@ -52,7 +68,13 @@ pub struct Meta {
     /// learnt with a head before a conditional write is evaluated.
     #[serde(default)]
     pub stored: Option<Stored>,
+    /// The last [`RECENT_COMMITS`] commits, newest last.
+    #[serde(default)]
+    pub recent_commits: Vec<RecentCommit>,
 }
+
+/// Commits kept in [`Meta::recent_commits`].
+pub const RECENT_COMMITS: usize = 20;
 
 /// The object stored under the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

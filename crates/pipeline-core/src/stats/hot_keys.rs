@@ -4,8 +4,10 @@
 //! times is guaranteed to be in the sketch, and each count overestimates
 //! the truth by at most its recorded `error`.
 //!
-//! Sketches merge, so shards can combine theirs for the planned
-//! `/stats?top=N` (docs/API.md, "Planned"; not wired yet).
+//! Each stats shard keeps a [`RecentHotKeys`]: one sketch per minute, the
+//! current and the previous, so `/stats?top=N` ranks the keys written in
+//! the last one to two minutes. A key's writes all reach one shard (its
+//! scheduler's), so the shards' lists combine by sorting ([`top_of`]).
 
 use std::collections::BTreeMap;
 
@@ -118,6 +120,75 @@ impl HotKeys {
     }
 }
 
+/// The length of one hot-key window.
+pub const WINDOW_MS: i64 = 60_000;
+
+/// Keys tracked per window of a shard. A shard reports at most this many;
+/// `/stats?top=N` allows N up to 100.
+pub const CAPACITY: usize = 128;
+
+/// The heavy hitters of the current window and the one before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentHotKeys {
+    /// Start of the current window (a multiple of [`WINDOW_MS`]).
+    start_ms: i64,
+    current: HotKeys,
+    previous: HotKeys,
+}
+
+impl Default for RecentHotKeys {
+    fn default() -> Self {
+        Self {
+            start_ms: 0,
+            current: HotKeys::new(CAPACITY),
+            previous: HotKeys::new(CAPACITY),
+        }
+    }
+}
+
+impl RecentHotKeys {
+    /// Moves the windows on to the one holding `now_ms`. A clock that
+    /// steps back keeps the current window.
+    fn roll(&mut self, now_ms: i64) {
+        let start = now_ms.div_euclid(WINDOW_MS) * WINDOW_MS;
+        if start <= self.start_ms {
+            return;
+        }
+        self.previous = if start == self.start_ms + WINDOW_MS {
+            std::mem::replace(&mut self.current, HotKeys::new(CAPACITY))
+        } else {
+            self.current = HotKeys::new(CAPACITY);
+            HotKeys::new(CAPACITY)
+        };
+        self.start_ms = start;
+    }
+
+    /// Counts `n` writes to `key` at `now_ms`.
+    pub fn add(&mut self, key: &str, n: u64, now_ms: i64) {
+        self.roll(now_ms);
+        self.current.add(key, n);
+    }
+
+    /// The `n` keys written most in this window and the previous one, as
+    /// seen at `now_ms`, most first.
+    pub fn top(&self, n: usize, now_ms: i64) -> Vec<Counter> {
+        let mut view = self.clone();
+        view.roll(now_ms);
+        let mut both = view.previous.clone();
+        both.merge(&view.current);
+        both.top(n)
+    }
+}
+
+/// The `n` keys with the most writes over several shards' lists (each key
+/// in at most one list), most first, ties by key.
+pub fn top_of(lists: impl IntoIterator<Item = Vec<Counter>>, n: usize) -> Vec<Counter> {
+    let mut all: Vec<Counter> = lists.into_iter().flatten().collect();
+    all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    all.truncate(n);
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +250,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn recent_keys_cover_two_windows_then_fade() {
+        let mut r = RecentHotKeys::default();
+        r.add("a", 5, 10_000);
+        r.add("b", 3, 70_000);
+        let top = r.top(10, 70_000);
+        assert_eq!(top[0].key, "a");
+        assert_eq!(top[0].count, 5);
+        assert_eq!(top[1].key, "b");
+        // Two windows later "a" has faded, "b" is the previous window.
+        let top = r.top(10, 130_000);
+        assert_eq!(top.len(), 1);
+        assert_eq!(top[0].key, "b");
+        assert!(r.top(10, 200_000).is_empty());
+        // A gap of several windows forgets everything at the next write.
+        r.add("c", 1, 500_000);
+        assert_eq!(r.top(10, 500_000).len(), 1);
+    }
+
+    #[test]
+    fn a_clock_step_back_keeps_counting_into_the_current_window() {
+        let mut r = RecentHotKeys::default();
+        r.add("a", 1, 120_000);
+        r.add("a", 1, 60_000);
+        assert_eq!(r.top(1, 120_000)[0].count, 2);
+    }
+
+    #[test]
+    fn shard_lists_combine_most_first() {
+        let c = |k: &str, n| Counter {
+            key: k.into(),
+            count: n,
+            error: 0,
+        };
+        let top = top_of(vec![vec![c("a", 3), c("b", 1)], vec![c("z", 7)]], 2);
+        assert_eq!(
+            top.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(),
+            ["z", "a"]
+        );
     }
 }
