@@ -6,6 +6,7 @@ use pipeline_core::config::Settings;
 use pipeline_core::error::ApiError;
 use pipeline_core::id::IdSealer;
 use pipeline_core::protocol::bindings;
+use pipeline_core::queues::upload_binding;
 use worker::{Bucket, Env, Queue, Request};
 
 use crate::http::internal;
@@ -110,14 +111,35 @@ impl App {
             .map_err(|e| internal("BUCKET binding", e))
     }
 
-    /// The upload queue.
+    /// Upload queue `shard` (binding `UPLOADS`, `UPLOADS_1`, …), after
+    /// checking that all `UPLOAD_QUEUES` bindings exist: a deployment that
+    /// names more queues than it binds fails every write with a message
+    /// saying which binding is missing, rather than only the writes whose
+    /// keys map to it (and never by sending them to another queue).
     ///
     /// # Errors
-    /// [`ApiError::QueueUnavailable`] when the binding is missing.
-    pub fn queue(&self) -> Result<Queue, ApiError> {
-        self.env
-            .queue(bindings::UPLOADS)
-            .map_err(|e| ApiError::QueueUnavailable(format!("UPLOADS binding: {e}")))
+    /// [`ApiError::Internal`] for a missing binding or a shard out of range.
+    pub fn upload_queue(&self, shard: u32) -> Result<Queue, ApiError> {
+        let queues = self.settings.upload_queues;
+        if shard >= queues {
+            return Err(ApiError::Internal(format!(
+                "upload queue {shard} asked for, but UPLOAD_QUEUES is {queues}"
+            )));
+        }
+        let mut wanted = None;
+        for i in 0..queues {
+            let name = upload_binding(i);
+            let queue = self.env.queue(&name).map_err(|_| {
+                ApiError::Internal(format!(
+                    "UPLOAD_QUEUES is {queues} but the queue binding {name} is missing: \
+                     add its [[queues.producers]] (and consumer) to wrangler.toml or lower UPLOAD_QUEUES"
+                ))
+            })?;
+            if i == shard {
+                wanted = Some(queue);
+            }
+        }
+        wanted.ok_or_else(|| ApiError::Internal("no upload queue binding".into()))
     }
 
     /// The scheduler of an object key.

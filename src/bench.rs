@@ -184,7 +184,7 @@ async fn stats_scan(app: &App) -> ApiResult {
 }
 
 async fn bench_enqueue(app: &App) -> ApiResult {
-    app.queue()?
+    app.upload_queue(0)?
         .send_raw(
             RawMessageBuilder::new(JsValue::from_str(NOOP_MESSAGE))
                 .build_with_content_type(QueueContentType::Text),
@@ -242,7 +242,7 @@ async fn enqueue_raw(app: &App, req: &mut Request) -> ApiResult {
         .text()
         .await
         .map_err(|_| ApiError::InvalidBody("body is not text".into()))?;
-    app.queue()?
+    app.upload_queue(0)?
         .send_raw(
             RawMessageBuilder::new(JsValue::from_str(&text))
                 .build_with_content_type(QueueContentType::Text),

@@ -23,6 +23,7 @@ mod uploads;
 
 use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
+use pipeline_core::queues::{queue_role, QueueRole};
 use serde_json::json;
 use worker::{
     event, Context, Env, MessageBatch, Method, Request, Response, ScheduleContext, ScheduledEvent,
@@ -75,33 +76,36 @@ async fn queue(
     _ctx: Context,
 ) -> worker::Result<()> {
     let name = batch.queue();
-    if name.ends_with("-webhooks-dlq") {
-        consumer::webhooks::handle_dead_letters(&batch, &env).await;
-    } else if name.ends_with("-webhooks") {
-        consumer::webhooks::handle_batch(&batch, &env).await;
-    } else if name.ends_with("-events") {
-        // The commit-event queue is for downstream Workers: production
-        // binds no consumer for it here. A test-routes build consumes it
-        // when the e2e harness binds it (`consume_events`) and records the
-        // events for `GET /_test/events`.
-        #[cfg(feature = "test-routes")]
-        bench::record_events(&batch, &env).await;
-        // Should this Worker ever be bound as its consumer in production,
-        // the batch is logged and acked: never handed to the upload
-        // consumer, which would dead-letter the events as poison writes.
-        #[cfg(not(feature = "test-routes"))]
-        {
-            log(json!({
-                "level": "error", "at": "queue", "queue": name,
-                "messages": batch.raw_iter().count(),
-                "error": "this Worker does not consume the commit-event queue; acked",
-            }));
-            batch.ack_all();
+    // Every upload queue (`…-uploads`, `…-uploads-<n>`: one per
+    // UPLOAD_QUEUES shard) goes to the upload consumer; the upload dead
+    // letter queue is shared by all of them.
+    match queue_role(&name) {
+        QueueRole::WebhookDeadLetters => {
+            consumer::webhooks::handle_dead_letters(&batch, &env).await;
         }
-    } else if name.ends_with("-dlq") {
-        consumer::dead_letter::handle_batch(&batch, &env).await;
-    } else {
-        consumer::handle_batch(&batch, &env).await;
+        QueueRole::Webhooks => consumer::webhooks::handle_batch(&batch, &env).await,
+        QueueRole::Events => {
+            // The commit-event queue is for downstream Workers: production
+            // binds no consumer for it here. A test-routes build consumes it
+            // when the e2e harness binds it (`consume_events`) and records the
+            // events for `GET /_test/events`.
+            #[cfg(feature = "test-routes")]
+            bench::record_events(&batch, &env).await;
+            // Should this Worker ever be bound as its consumer in production,
+            // the batch is logged and acked: never handed to the upload
+            // consumer, which would dead-letter the events as poison writes.
+            #[cfg(not(feature = "test-routes"))]
+            {
+                log(json!({
+                    "level": "error", "at": "queue", "queue": name,
+                    "messages": batch.raw_iter().count(),
+                    "error": "this Worker does not consume the commit-event queue; acked",
+                }));
+                batch.ack_all();
+            }
+        }
+        QueueRole::UploadDeadLetters => consumer::dead_letter::handle_batch(&batch, &env).await,
+        QueueRole::Uploads => consumer::handle_batch(&batch, &env).await,
     }
     Ok(())
 }

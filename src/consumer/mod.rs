@@ -102,7 +102,7 @@ pub async fn handle_batch<T>(batch: &MessageBatch<T>, env: &Env) {
     }
     log(json!({
         "level": if failures.is_empty() { "info" } else { "warn" },
-        "at": "consumer.batch", "keys": keys, "admitted": admitted,
+        "at": "consumer.batch", "queue": batch.queue(), "keys": keys, "admitted": admitted,
         "duplicates": duplicates, "retried_keys": failures,
     }));
 }

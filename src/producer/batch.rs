@@ -1,23 +1,23 @@
 //! `POST /batch`: up to 100 writes in one request (NDJSON, one write per
 //! line). Each line is validated on its own; accepted lines are stamped
-//! and sent with as few queue batch sends as the limits allow
+//! and sent, grouped by the upload queue of their keys, with as few queue
+//! batch sends per queue as the limits allow
 //! (`pipeline_core::producer::enqueue_batch`), and the answer lists each
-//! line's result in order. A line's `202`-like result is exactly what a
+//! line's result in order: a failed send fails exactly its own lines. A line's `202`-like result is exactly what a
 //! single `PUT`/`DELETE` would have answered; a refused line changes
 //! nothing.
 
 use futures_util::StreamExt;
 use pipeline_core::batch::{parse, BatchWrite};
-use pipeline_core::config::INLINE_BODY_MAX_BYTES;
 use pipeline_core::error::ApiError;
-use pipeline_core::message::{BodyRef, WriteMessage, MESSAGE_VERSION, STAGING_PREFIX};
-use pipeline_core::producer::enqueue_batch;
+use pipeline_core::message::{BodyRef, WriteMessage, MESSAGE_VERSION};
+use pipeline_core::producer::{enqueue_batch, needs_staging};
 use serde_json::{json, Value};
-use worker::{Context, Data, Request};
+use worker::{Context, Request};
 
-use super::{stamp, Delivery, QueueIo};
+use super::{stage_bytes, stamp, Delivery, QueueIo};
 use crate::app::App;
-use crate::http::{self, hex, internal, random_bytes, ApiResult};
+use crate::http::{self, internal, ApiResult};
 use crate::stats;
 
 /// Serves `POST /batch`.
@@ -87,33 +87,16 @@ fn refused(key: Option<&str>, e: &ApiError) -> Value {
     json!({"key": key, "error": {"code": e.code(), "message": e.to_string()}})
 }
 
-/// A stamped message for a valid line; a body over the inline limit is
-/// staged in R2 first, as a single `PUT` does.
+/// A stamped message for a valid line; a body whose message would not
+/// fit one queue message (`INLINE_MESSAGE_MAX_BYTES`, checked on the
+/// encoded message) is staged in R2 first, as a single `PUT` does.
 async fn message(app: &App, w: BatchWrite) -> Result<WriteMessage, (String, ApiError)> {
     let key = w.key.clone();
     let fail = |e: ApiError| (key.clone(), e);
     let size = w.body.len() as u64;
-    let body = if size > INLINE_BODY_MAX_BYTES {
-        let staged_key = format!(
-            "{STAGING_PREFIX}{}",
-            hex(&random_bytes::<16>().map_err(fail)?)
-        );
-        app.bucket()
-            .map_err(fail)?
-            .put(staged_key.clone(), Data::Bytes(w.body))
-            .execute()
-            .await
-            .map_err(|_| {
-                fail(ApiError::Unavailable(
-                    "staging the body in R2 failed".into(),
-                ))
-            })?;
-        BodyRef::Staged { staged_key }
-    } else {
-        WriteMessage::inline(&w.body)
-    };
     let (id, accepted_ms) = stamp(app, &w.key, w.op, size).map_err(fail)?;
-    Ok(WriteMessage {
+    let inline = size <= app.settings.inline_body_bound();
+    let mut msg = WriteMessage {
         v: MESSAGE_VERSION,
         id,
         key: w.key,
@@ -121,13 +104,23 @@ async fn message(app: &App, w: BatchWrite) -> Result<WriteMessage, (String, ApiE
         op: w.op,
         size,
         meta: w.meta,
-        body,
+        // Over the bound the body cannot fit whatever its envelope: not
+        // worth encoding.
+        body: if inline {
+            WriteMessage::inline(&w.body)
+        } else {
+            BodyRef::Empty
+        },
         idempotency_key: w.idempotency_key,
         condition: None,
         // As a single async write without Callback-Url: the deployment's
         // WEBHOOK_URL, if it is allowed.
         callback_url: super::default_callback(app),
-    })
+    };
+    if !inline || needs_staging(&msg, app.settings.inline_message_max_bytes) {
+        msg.body = stage_bytes(app, w.body).await.map_err(fail)?;
+    }
+    Ok(msg)
 }
 
 /// Reads the whole body, refusing it (after draining it, so the client is

@@ -1,10 +1,13 @@
 //! The producer: `PUT`/`DELETE /objects/{key}` validate, stamp and enqueue
 //! a write and answer `202` at once with a status URL.
 //!
-//! The common path makes exactly one round trip: the queue send. Bodies
-//! that fit a message travel in it; larger ones are streamed to R2 under
-//! the reserved staging prefix first (never held whole in memory) and
-//! removed again if the send fails. An `Idempotency-Key` travels in the
+//! The common path makes exactly one round trip: the queue send, to the
+//! upload queue of the write's key (`UPLOAD_QUEUES`, see
+//! `pipeline_core::queues`). Bodies whose message fits
+//! (`INLINE_MESSAGE_MAX_BYTES`, checked on the encoded message) travel in
+//! it; larger ones are staged in R2 under the reserved staging prefix
+//! first (streamed, never held whole in memory, when the length alone
+//! shows they cannot fit) and removed again if the send fails. An `Idempotency-Key` travels in the
 //! message and adds one call to the key's scheduler *after* the send, which
 //! says which id holds the key (`pipeline_core::producer::enqueue` decides;
 //! [`QueueIo`] is its I/O).
@@ -15,7 +18,7 @@ pub mod batch;
 pub mod sync;
 
 use futures_util::StreamExt;
-use pipeline_core::config::{DEFAULT_MAX_UPLOAD_BYTES, INLINE_BODY_MAX_BYTES};
+use pipeline_core::config::{BUFFERED_BODY_MAX_BYTES, DEFAULT_MAX_UPLOAD_BYTES};
 use pipeline_core::error::ApiError;
 use pipeline_core::id::{Claims, WriteOp};
 use pipeline_core::key::decode_key;
@@ -24,7 +27,7 @@ use pipeline_core::message::{
 };
 use pipeline_core::meta::{validate_idempotency_key, ObjectMeta};
 use pipeline_core::prefer;
-use pipeline_core::producer::{enqueue, ProducerIo};
+use pipeline_core::producer::{enqueue, needs_staging, ProducerIo};
 use pipeline_core::protocol::ClaimRequest;
 use pipeline_core::protocol::StatusRequest;
 use pipeline_core::time::rfc3339_ms;
@@ -213,9 +216,13 @@ pub struct QueueIo<'a> {
 }
 
 impl ProducerIo for QueueIo<'_> {
-    async fn send(&self, msg: &WriteMessage) -> Result<(), ApiError> {
+    fn upload_queues(&self) -> u32 {
+        self.app.settings.upload_queues
+    }
+
+    async fn send(&self, shard: u32, msg: &WriteMessage) -> Result<(), ApiError> {
         let text = msg.encode();
-        let queue = self.app.queue()?;
+        let queue = self.app.upload_queue(shard)?;
         for _ in 0..self.delivery.copies.max(1) {
             let mut builder = RawMessageBuilder::new(JsValue::from_str(&text));
             if self.delivery.delay_seconds > 0 {
@@ -247,7 +254,7 @@ impl ProducerIo for QueueIo<'_> {
         }
     }
 
-    async fn send_batch(&self, msgs: &[&WriteMessage]) -> Result<(), ApiError> {
+    async fn send_batch(&self, shard: u32, msgs: &[&WriteMessage]) -> Result<(), ApiError> {
         let batch: Vec<_> = msgs
             .iter()
             .map(|m| {
@@ -255,9 +262,13 @@ impl ProducerIo for QueueIo<'_> {
                     .build_with_content_type(QueueContentType::Text)
             })
             .collect();
-        self.app.queue()?.send_raw_batch(batch).await.map_err(|e| {
-            ApiError::QueueUnavailable(format!("the upload queue did not take the batch: {e}"))
-        })
+        self.app
+            .upload_queue(shard)?
+            .send_raw_batch(batch)
+            .await
+            .map_err(|e| {
+                ApiError::QueueUnavailable(format!("the upload queue did not take the batch: {e}"))
+            })
     }
 }
 
@@ -286,7 +297,7 @@ pub async fn accept(
             return Err(e);
         }
     };
-    let msg = WriteMessage {
+    let mut msg = WriteMessage {
         v: MESSAGE_VERSION,
         id,
         key: incoming.key,
@@ -299,6 +310,12 @@ pub async fn accept(
         condition: incoming.condition,
         callback_url: incoming.callback_url,
     };
+    if needs_staging(&msg, app.settings.inline_message_max_bytes) {
+        // The body was small enough to read, but its whole message (key,
+        // id, metadata, callback) does not fit one queue message.
+        let bytes = msg.inline_bytes().unwrap_or_default();
+        msg.body = stage_bytes(app, bytes).await?;
+    }
     let wait_secs = incoming.wait_secs;
     let enqueued = enqueue(&io, &msg).await?;
     if enqueued.count_accepted {
@@ -375,8 +392,10 @@ fn accepted_response(id: &str, key: &str, accepted_ms: i64, size: u64) -> ApiRes
     Ok(resp)
 }
 
-/// Takes the body: inline when small, streamed to a staging object when
-/// large. A body without a length is read up to the inline limit only.
+/// Takes the body: read (to go inline, if its message fits) when its
+/// length is at most the inline bound, streamed to a staging object when
+/// larger. A body without a length is read up to
+/// [`BUFFERED_BODY_MAX_BYTES`] only.
 async fn take_body(
     app: &App,
     req: &mut Request,
@@ -387,7 +406,7 @@ async fn take_body(
     }
     match incoming.length {
         Some(0) => Ok((BodyRef::Empty, 0)),
-        Some(n) if n <= INLINE_BODY_MAX_BYTES => {
+        Some(n) if n <= app.settings.inline_body_bound() => {
             let bytes = req
                 .bytes()
                 .await
@@ -422,8 +441,24 @@ pub(crate) async fn stage_body(app: &App, req: &Request) -> Result<BodyRef, ApiE
     Ok(BodyRef::Staged { staged_key })
 }
 
+/// Stores a body already in memory as a new staging object (a batch
+/// line, or a body whose message turned out too large to go inline).
+///
+/// # Errors
+/// `unavailable` when R2 does not take it.
+pub(crate) async fn stage_bytes(app: &App, bytes: Vec<u8>) -> Result<BodyRef, ApiError> {
+    let staged_key = format!("{STAGING_PREFIX}{}", hex(&random_bytes::<16>()?));
+    app.bucket()?
+        .put(staged_key.clone(), Data::Bytes(bytes))
+        .execute()
+        .await
+        .map_err(|_| ApiError::Unavailable("staging the body in R2 failed".into()))?;
+    http::log(json!({"level": "info", "at": "producer.staged", "staged_key": staged_key}));
+    Ok(BodyRef::Staged { staged_key })
+}
+
 /// Reads a body whose length is unknown or small, refusing it once it
-/// grows past the inline limit: only then is buffering it safe.
+/// grows past [`BUFFERED_BODY_MAX_BYTES`]: only then is buffering it safe.
 ///
 /// # Errors
 /// [`ApiError::LengthRequired`] past the limit, `invalid_body` when the
@@ -440,7 +475,7 @@ pub(crate) async fn read_small_body(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::InvalidBody(format!("reading the body: {e}")))?;
         buf.extend_from_slice(&chunk);
-        if buf.len() as u64 > INLINE_BODY_MAX_BYTES {
+        if buf.len() as u64 > BUFFERED_BODY_MAX_BYTES {
             // Read the rest and drop it: a body left half read leaves the
             // client's connection hanging. Bounded by the platform's own
             // request limit (100 MB), whatever MAX_UPLOAD_BYTES says.
@@ -455,7 +490,7 @@ pub(crate) async fn read_small_body(
             drop(stream);
             http::discard_body(req).await;
             return Err(ApiError::LengthRequired(format!(
-                "a body without Content-Length may be at most {INLINE_BODY_MAX_BYTES} bytes; send Content-Length"
+                "a body without Content-Length may be at most {BUFFERED_BODY_MAX_BYTES} bytes; send Content-Length"
             )));
         }
     }

@@ -11,7 +11,7 @@
 //! staged body from the moment it answers (it deletes it whatever the
 //! outcome).
 
-use pipeline_core::config::INLINE_BODY_MAX_BYTES;
+use pipeline_core::config::BUFFERED_BODY_MAX_BYTES;
 use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
 use pipeline_core::message::{BodyRef, WriteMessage, MESSAGE_VERSION};
@@ -42,7 +42,7 @@ pub async fn write(app: &App, mut req: Request, raw_key: &str, op: WriteOp) -> A
         ));
     }
     let staged_size = match (op, incoming.length) {
-        (WriteOp::Put, Some(n)) if n > INLINE_BODY_MAX_BYTES => Some(n),
+        (WriteOp::Put, Some(n)) if n > BUFFERED_BODY_MAX_BYTES => Some(n),
         _ => None,
     };
     let (body, size) = match (op, staged_size) {

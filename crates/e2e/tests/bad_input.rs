@@ -25,7 +25,8 @@ use pipeline_client::{
 };
 
 /// The main worker's upload limit: small, so 413 is cheap to provoke, and
-/// above the 64 KiB inline limit, so staged bodies are accepted below it.
+/// above the inline limit (a body whose message fits 127,900 bytes, about
+/// 95 KB), so staged bodies are accepted below it.
 const MAX_UPLOAD: usize = 128 * 1024;
 const FIXTURE_BODY: &[u8] = b"fixture bytes: 0123456789";
 const COUNTER: &str = "bad-input-fixture";

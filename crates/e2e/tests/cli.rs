@@ -128,7 +128,7 @@ fn put_wait_commits_a_small_file_and_get_returns_the_same_bytes() {
 #[test]
 fn put_wait_streams_a_file_over_the_progress_threshold_and_get_o_writes_it_back() {
     let key = unique_key("cli-large");
-    // 3 MiB: over the 1 MiB progress threshold and the 64 KiB inline limit
+    // 3 MiB: over the 1 MiB progress threshold and the inline limit
     // (the Worker stages it in R2).
     let body = pseudo_random_bytes(3 * 1024 * 1024 + 17, 7);
     let path = file_with("large.bin", &body);

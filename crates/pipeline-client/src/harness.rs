@@ -30,6 +30,11 @@
 //! file's directory, so the copy is written at the repository root as
 //! `.wrangler-e2e-<unique>.toml` (ignored by git) and removed when the
 //! worker stops, or by the `atexit` hook for workers held in statics.
+//!
+//! Sharded upload queues: [`WorkerOptions::upload_queues`] with N > 1 adds,
+//! in the same generated copy, the bindings `UPLOADS_1` … `UPLOADS_{N-1}`
+//! (queues `r2-pipeline-uploads-1`, …) with a consumer each, configured as
+//! the deployed upload consumer, and passes `--var UPLOAD_QUEUES:N`.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -101,6 +106,9 @@ pub struct WorkerOptions {
     /// Binds the Worker as the consumer of the commit-event queue (see the
     /// module docs); default off, as in production.
     pub consume_events: bool,
+    /// How many upload queues the Worker spreads writes over (see the
+    /// module docs); default 1, as deployed.
+    pub upload_queues: u32,
 }
 
 impl Default for WorkerOptions {
@@ -114,6 +122,7 @@ impl Default for WorkerOptions {
             stop_grace: Duration::from_secs(5),
             log_level: "info".into(),
             consume_events: false,
+            upload_queues: 1,
         }
     }
 }
@@ -172,6 +181,26 @@ impl WorkerOptions {
         self.consume_events = on;
         self
     }
+
+    /// Spreads uploads over `n` queues: binds `UPLOADS_1` … `UPLOADS_{n-1}`
+    /// with a consumer each (in a generated config) and sets
+    /// `UPLOAD_QUEUES` to `n`. 1 (or 0) is the deployed single queue.
+    #[must_use]
+    pub fn upload_queues(mut self, n: u32) -> Self {
+        self.upload_queues = n.max(1);
+        if self.upload_queues > 1 {
+            self.vars
+                .insert("UPLOAD_QUEUES".into(), self.upload_queues.to_string());
+        } else {
+            self.vars.remove("UPLOAD_QUEUES");
+        }
+        self
+    }
+
+    /// Whether the run needs a generated copy of `wrangler.toml`.
+    fn generates_config(&self) -> bool {
+        self.consume_events || self.upload_queues > 1
+    }
 }
 
 /// The commit-event queue's name in `wrangler.toml`.
@@ -195,6 +224,38 @@ pub fn config_consuming_events(wrangler_toml: &str) -> String {
          max_batch_timeout = 1\n\
          max_retries = 3\n"
     ));
+    text
+}
+
+/// The first upload queue's name in `wrangler.toml`; shard n > 0 is
+/// `<this>-<n>`.
+pub const UPLOAD_QUEUE: &str = "r2-pipeline-uploads";
+
+/// `wrangler.toml` plus upload queues 1 … `queues - 1`: for each, a
+/// producer binding `UPLOADS_<n>` on queue `r2-pipeline-uploads-<n>` and a
+/// consumer with the deployed upload consumer's settings and its (shared)
+/// dead letter queue. `UPLOAD_QUEUES` itself is passed as a `--var`.
+#[must_use]
+pub fn config_with_upload_queues(wrangler_toml: &str, queues: u32) -> String {
+    let mut text = wrangler_toml.to_owned();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    for n in 1..queues {
+        text.push_str(&format!(
+            "\n# Added by the e2e harness (upload_queues): upload queue {n}.\n\
+             [[queues.producers]]\n\
+             binding = \"UPLOADS_{n}\"\n\
+             queue = \"{UPLOAD_QUEUE}-{n}\"\n\
+             \n\
+             [[queues.consumers]]\n\
+             queue = \"{UPLOAD_QUEUE}-{n}\"\n\
+             max_batch_size = 100\n\
+             max_batch_timeout = 1\n\
+             max_retries = 16\n\
+             dead_letter_queue = \"{UPLOAD_QUEUE}-dlq\"\n"
+        ));
+    }
     text
 }
 
@@ -224,7 +285,7 @@ static LIVE_GROUPS: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
 /// Serialises edits of the pids file within this process.
 static PIDS_FILE_LOCK: Mutex<()> = Mutex::new(());
 static ATEXIT: Once = Once::new();
-/// Generated configs (`consume_events`) of runs not yet stopped: removed
+/// Generated configs (`consume_events`, `upload_queues`) of runs not yet stopped: removed
 /// at exit too, for workers held in statics.
 static LIVE_CONFIGS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -340,7 +401,8 @@ pub struct LocalWorker {
     log_path: PathBuf,
     env_file: PathBuf,
     pids_file: PathBuf,
-    /// The generated config of the current run (`consume_events`), removed
+    /// The generated config of the current run (`consume_events`,
+    /// `upload_queues`), removed
     /// when the run stops.
     config_file: Option<PathBuf>,
     /// Whether the harness made the persist directory (and so removes it).
@@ -420,16 +482,19 @@ impl LocalWorker {
             .map_err(io_err("duplicating the log handle"))?;
         let mut cmd = Command::new(self.repo.join("node_modules/.bin/wrangler"));
         cmd.current_dir(&self.repo).arg("dev");
-        if self.opts.consume_events {
+        if self.opts.generates_config() {
             let base = self.repo.join("wrangler.toml");
-            let text =
+            let mut text =
                 fs::read_to_string(&base).map_err(io_err(format!("reading {}", base.display())))?;
+            if self.opts.consume_events {
+                text = config_consuming_events(&text);
+            }
+            text = config_with_upload_queues(&text, self.opts.upload_queues);
             let config = self.repo.join(format!(
                 ".wrangler-e2e-{}.toml",
                 unique_name(&self.opts.label)
             ));
-            fs::write(&config, config_consuming_events(&text))
-                .map_err(io_err(format!("writing {}", config.display())))?;
+            fs::write(&config, text).map_err(io_err(format!("writing {}", config.display())))?;
             if let Ok(mut configs) = LIVE_CONFIGS.lock() {
                 configs.push(config.clone());
             }
@@ -720,6 +785,35 @@ mod tests {
         assert!(text.contains(&format!("queue = \"{EVENTS_QUEUE}\"")));
         assert!(!WorkerOptions::default().consume_events);
         assert!(WorkerOptions::new("x").consume_events(true).consume_events);
+    }
+
+    #[test]
+    fn the_sharded_config_adds_a_producer_and_consumer_per_extra_queue() {
+        let base = "name = \"w\"\n[[queues.consumers]]\nqueue = \"u\"\n[vars]\nA = \"1\"";
+        assert_eq!(config_with_upload_queues(base, 1).trim_end(), base);
+        let text = config_with_upload_queues(base, 3);
+        assert!(text.starts_with(base));
+        assert_eq!(text.matches("[[queues.producers]]").count(), 2);
+        assert_eq!(text.matches("[[queues.consumers]]").count(), 3);
+        for n in [1, 2] {
+            assert!(text.contains(&format!("binding = \"UPLOADS_{n}\"")));
+            assert_eq!(
+                text.matches(&format!("queue = \"{UPLOAD_QUEUE}-{n}\""))
+                    .count(),
+                2
+            );
+        }
+        assert_eq!(
+            text.matches(&format!("dead_letter_queue = \"{UPLOAD_QUEUE}-dlq\""))
+                .count(),
+            2
+        );
+        let o = WorkerOptions::new("x").upload_queues(2);
+        assert_eq!(o.upload_queues, 2);
+        assert_eq!(o.vars.get("UPLOAD_QUEUES").map(String::as_str), Some("2"));
+        assert!(o.generates_config());
+        let o = o.upload_queues(1);
+        assert!(!o.vars.contains_key("UPLOAD_QUEUES") && !o.generates_config());
     }
 
     #[test]

@@ -13,10 +13,38 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
 /// `STATUS_TTL_SECONDS` default, 24 h: how long terminal statuses are kept.
 /// Longer costs Durable Object storage; shorter makes late polls 404.
 pub const DEFAULT_STATUS_TTL_SECONDS: u64 = 86_400;
-/// Bodies up to this size travel inside the queue message (base64 grows
-/// them by a third; a message holds 128 KB with metadata up to 8 KiB).
-/// Larger: staged in R2 first, which costs two extra R2 operations.
-pub const INLINE_BODY_MAX_BYTES: u64 = 64 * 1024;
+/// The largest body read into memory without knowing its size first: a
+/// body without `Content-Length` (larger: `411`, per the contract), and
+/// the bodies a `?mode=sync` write reads before asking its scheduler
+/// (larger ones ask first, so a `429` uploads nothing). 64 KiB.
+pub const BUFFERED_BODY_MAX_BYTES: u64 = 64 * 1024;
+/// `INLINE_MESSAGE_MAX_BYTES` default: 127,900, the most one queue message
+/// holds (128 KB less the queue's ~100 bytes of its own). An async write
+/// whose encoded message (body base64, plus key, id and metadata) fits in
+/// this many bytes travels inside it; any other is staged in R2 first.
+/// With typical metadata that is a body of up to about 95 KB.
+///
+/// Trade-off: a message over 64 KB is billed as two queue operations for
+/// each of its write, read and delete (three extra operations, $1.20 per
+/// million messages at the list price of $0.40 per million). Staging the
+/// body instead costs an R2 put (Class A, $4.50 per million), an R2 get
+/// (Class B, $0.36 per million) and two more R2 round trips before the
+/// commit. So the default keeps every body that fits inline. A deployment
+/// that wants each message in one 64 KB unit sets 63,900 (bodies up to
+/// about 47 KB inline), paying R2 staging for the bodies in between.
+pub const DEFAULT_INLINE_MESSAGE_MAX_BYTES: usize = crate::message::MAX_ENCODED_MESSAGE_BYTES;
+/// `UPLOAD_QUEUES` default: one upload queue (binding `UPLOADS`). One
+/// queue takes about 5,000 messages/s, i.e. 5,000 async writes/s (a
+/// `POST /batch` line is one message); a consumer runs up to 250
+/// concurrent invocations of up to `max_batch_size` (100) messages. More
+/// queues ([`crate::queues`]) raise the write rate by 5,000/s each, at the
+/// cost of one binding and one consumer section per queue and one more
+/// queue batch send per `POST /batch` that spans them.
+pub const DEFAULT_UPLOAD_QUEUES: u32 = 1;
+/// The most upload queues `UPLOAD_QUEUES` may name. Each write checks that
+/// every one of them is bound (a missing one is an error, never a silent
+/// remap that would split a key's writes), so the count stays small.
+pub const MAX_UPLOAD_QUEUES: u32 = 64;
 /// Tries of one R2 write before its upload is `failed`. More tries ride out
 /// longer R2 trouble; each one holds the key's later writes back.
 pub const MAX_COMMIT_ATTEMPTS: u32 = 5;
@@ -183,6 +211,12 @@ pub struct Settings {
     pub max_batch_bytes: u64,
     /// `LOG_LEVEL`: see [`LogLevel`] (default `info`).
     pub log_level: LogLevel,
+    /// `UPLOAD_QUEUES`: how many upload queues writes are spread over
+    /// (see [`DEFAULT_UPLOAD_QUEUES`]).
+    pub upload_queues: u32,
+    /// `INLINE_MESSAGE_MAX_BYTES`: the largest encoded queue message that
+    /// carries its body inline (see [`DEFAULT_INLINE_MESSAGE_MAX_BYTES`]).
+    pub inline_message_max_bytes: usize,
 }
 
 impl Default for Settings {
@@ -195,6 +229,8 @@ impl Default for Settings {
             max_prefer_wait_secs: crate::prefer::MAX_PREFER_WAIT_SECS,
             max_batch_bytes: crate::batch::DEFAULT_MAX_BATCH_BYTES,
             log_level: LogLevel::Info,
+            upload_queues: DEFAULT_UPLOAD_QUEUES,
+            inline_message_max_bytes: DEFAULT_INLINE_MESSAGE_MAX_BYTES,
         }
     }
 }
@@ -244,7 +280,41 @@ impl Settings {
                     )
                 })?;
         }
+        if let Some(v) = var("UPLOAD_QUEUES") {
+            s.upload_queues = v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_UPLOAD_QUEUES).contains(n))
+                .ok_or_else(|| {
+                    ApiError::Internal(format!(
+                        "UPLOAD_QUEUES is not a whole number from 1 to {MAX_UPLOAD_QUEUES}"
+                    ))
+                })?;
+        }
+        if let Some(v) = var("INLINE_MESSAGE_MAX_BYTES") {
+            let max = crate::message::MAX_ENCODED_MESSAGE_BYTES;
+            s.inline_message_max_bytes = v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| {
+                    ApiError::Internal(format!(
+                        "INLINE_MESSAGE_MAX_BYTES is not a whole number from 0 to {max}"
+                    ))
+                })?;
+        }
         Ok(s)
+    }
+
+    /// The largest body that may travel inline under
+    /// `inline_message_max_bytes` (its base64 alone fills the message);
+    /// larger bodies are staged without being read into memory. A body at
+    /// or under it still goes inline only if its whole message fits.
+    #[must_use]
+    pub fn inline_body_bound(&self) -> u64 {
+        crate::message::inline_body_bound(self.inline_message_max_bytes)
     }
 }
 
@@ -316,6 +386,40 @@ mod tests {
     }
 
     #[test]
+    fn upload_queues_default_to_one_and_bad_values_are_loud() {
+        assert_eq!(Settings::default().upload_queues, 1);
+        let with = |v: &str| {
+            let v = v.to_string();
+            Settings::from_vars(move |k| (k == "UPLOAD_QUEUES").then(|| v.clone()))
+        };
+        assert_eq!(with(" 3 ").unwrap().upload_queues, 3);
+        assert_eq!(with("64").unwrap().upload_queues, 64);
+        for bad in ["0", "65", "-1", "two", "", "1.5"] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.code(), "internal_error", "{bad}");
+            assert!(e.to_string().contains("UPLOAD_QUEUES"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn inline_message_limit_defaults_to_one_full_message_and_is_bounded() {
+        let d = Settings::default();
+        assert_eq!(d.inline_message_max_bytes, 127_900);
+        assert_eq!(d.inline_body_bound(), 95_925);
+        let with = |v: &str| {
+            let v = v.to_string();
+            Settings::from_vars(move |k| (k == "INLINE_MESSAGE_MAX_BYTES").then(|| v.clone()))
+        };
+        let one_unit = with("63900").unwrap();
+        assert_eq!(one_unit.inline_message_max_bytes, 63_900);
+        assert_eq!(one_unit.inline_body_bound(), 47_925);
+        assert_eq!(with("0").unwrap().inline_body_bound(), 0);
+        for bad in ["127901", "128000", "-1", "lots"] {
+            assert_eq!(with(bad).unwrap_err().code(), "internal_error", "{bad}");
+        }
+    }
+
+    #[test]
     fn listed_origins_are_echoed_others_never() {
         let o = AllowedOrigins::parse(Some("https://a.example, https://b.example/"));
         assert_eq!(
@@ -349,14 +453,24 @@ mod fuzz {
             origins in proptest::option::of("\\PC{0,60}"),
             max in proptest::option::of("\\PC{0,24}"),
             ttl in proptest::option::of("[-0-9]{0,24}"),
+            queues in proptest::option::of("[-0-9 a]{0,6}"),
+            inline in proptest::option::of("[-0-9 ]{0,8}"),
         ) {
-            let _ = Settings::from_vars(|k| match k {
+            let s = Settings::from_vars(|k| match k {
                 "PUBLIC_READS" => public.clone(),
                 "ALLOWED_ORIGINS" => origins.clone(),
                 "MAX_UPLOAD_BYTES" => max.clone(),
                 "STATUS_TTL_SECONDS" => ttl.clone(),
+                "UPLOAD_QUEUES" => queues.clone(),
+                "INLINE_MESSAGE_MAX_BYTES" => inline.clone(),
                 _ => None,
             });
+            // Whatever is accepted is in range: never a value that maps a
+            // key to a queue that does not exist or a message over 128 KB.
+            if let Ok(s) = s {
+                prop_assert!((1..=MAX_UPLOAD_QUEUES).contains(&s.upload_queues));
+                prop_assert!(s.inline_message_max_bytes <= crate::message::MAX_ENCODED_MESSAGE_BYTES);
+            }
         }
 
         #[test]

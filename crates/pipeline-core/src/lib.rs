@@ -23,6 +23,7 @@ pub mod ops_page;
 pub mod prefer;
 pub mod producer;
 pub mod protocol;
+pub mod queues;
 pub mod r2_errors;
 pub mod range;
 pub mod ratelimit;

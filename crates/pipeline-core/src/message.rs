@@ -21,6 +21,29 @@ pub const MAX_CALLBACK_URL_BYTES: usize = 2048;
 /// Where staged bodies live, under the reserved prefix.
 pub const STAGING_PREFIX: &str = "_pipeline/staging/";
 
+/// The most a queue message may hold: 128 KB (decimal, as the local
+/// runtime checks it), the queue's own metadata included.
+pub const QUEUE_MESSAGE_MAX_BYTES: usize = 128_000;
+/// What the queue adds to each message of its own (about 100 bytes).
+pub const QUEUE_MESSAGE_OVERHEAD_BYTES: usize = 100;
+/// The largest encoded message this pipeline sends:
+/// [`QUEUE_MESSAGE_MAX_BYTES`] less [`QUEUE_MESSAGE_OVERHEAD_BYTES`].
+pub const MAX_ENCODED_MESSAGE_BYTES: usize = QUEUE_MESSAGE_MAX_BYTES - QUEUE_MESSAGE_OVERHEAD_BYTES;
+/// Queues bill each message per started 64 KB of data (for each of its
+/// write, read and delete): a message over this (its encoding plus the
+/// queue's overhead) costs two units of each.
+pub const QUEUE_BILLING_UNIT_BYTES: usize = 64_000;
+
+/// The largest body whose base64 alone fits in `message_max` bytes: a
+/// bound no message of that size can exceed (base64 makes 4 characters of
+/// every 3 bytes). Whether a body of at most this size really travels
+/// inline is decided by its whole encoded message
+/// ([`WriteMessage::fits_in`]).
+#[must_use]
+pub const fn inline_body_bound(message_max: usize) -> u64 {
+    (message_max / 4 * 3) as u64
+}
+
 /// Whether a staged body uploaded at `uploaded_ms` is an orphan the sweep
 /// may delete: older than the status retention. No message can still be
 /// delivered that late (the retention must outlast the consumer's
@@ -86,6 +109,44 @@ impl WriteMessage {
     /// JSON text of the message.
     pub fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether the encoded message is at most `message_max` bytes (UTF-8,
+    /// as the queue counts a text message).
+    #[must_use]
+    pub fn fits_in(&self, message_max: usize) -> bool {
+        self.encode().len() <= message_max
+    }
+
+    /// The largest inline body this message's envelope (key, id, metadata,
+    /// callback, …) leaves room for within `message_max` bytes, found by
+    /// encoding real messages (the `size` field's digits grow with the
+    /// body, so this is not one subtraction).
+    #[must_use]
+    pub fn largest_inline_body(&self, message_max: usize) -> u64 {
+        let fits = |n: u64| {
+            let mut m = self.clone();
+            m.op = WriteOp::Put;
+            m.size = n;
+            m.body = BodyRef::Inline {
+                data: "A".repeat(usize::try_from(n.div_ceil(3) * 4).unwrap_or(usize::MAX)),
+            };
+            m.fits_in(message_max)
+        };
+        let (mut lo, mut hi) = (0u64, inline_body_bound(message_max) + 1);
+        if !fits(lo) {
+            return 0;
+        }
+        // fits(lo) and !fits(hi): the encoding grows with the body.
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if fits(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     /// Decodes and validates a message.

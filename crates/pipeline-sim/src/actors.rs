@@ -180,8 +180,17 @@ fn with_callback(world: &World, mut msg: WriteMessage) -> WriteMessage {
 struct SimProducer(Rc<World>);
 
 impl ProducerIo for SimProducer {
-    async fn send(&self, msg: &WriteMessage) -> Result<(), ApiError> {
+    fn upload_queues(&self) -> u32 {
+        self.0.cfg.upload_queues
+    }
+
+    async fn send(&self, shard: u32, msg: &WriteMessage) -> Result<(), ApiError> {
         let w = &self.0;
+        assert_eq!(
+            shard,
+            pipeline_core::queues::shard_of(&msg.key, w.cfg.upload_queues),
+            "a write sent to another queue than its key's"
+        );
         if w.is_active() && w.chance(w.cfg.p_send_fail) {
             w.ledger.borrow_mut().faults.queue_send_failures += 1;
             w.trace(format!("{} queue send fails (injected)", msg.id));
@@ -221,9 +230,14 @@ impl ProducerIo for SimProducer {
         .await;
     }
 
-    async fn send_batch(&self, msgs: &[&WriteMessage]) -> Result<(), ApiError> {
-        // All or none, as the queue's batch send.
+    async fn send_batch(&self, shard: u32, msgs: &[&WriteMessage]) -> Result<(), ApiError> {
+        // All or none, as the queue's batch send; one queue per send.
         let w = &self.0;
+        assert!(
+            msgs.iter()
+                .all(|m| pipeline_core::queues::shard_of(&m.key, w.cfg.upload_queues) == shard),
+            "a batch send mixing queues"
+        );
         if w.is_active() && w.chance(w.cfg.p_send_fail) {
             w.ledger.borrow_mut().faults.queue_send_failures += 1;
             return Err(ApiError::QueueUnavailable("injected".into()));

@@ -60,6 +60,11 @@ pub struct SimConfig {
     pub events: bool,
     /// The webhook or event queue refuses a send.
     pub p_notify_fail: f64,
+    /// `UPLOAD_QUEUES`: the producer groups `POST /batch` lines by queue
+    /// and sends (and may fail) each group on its own. The simulated
+    /// queues share one delivery pool, which already delivers in any
+    /// order, as several real queues together do.
+    pub upload_queues: u32,
 }
 
 impl SimConfig {
@@ -114,6 +119,9 @@ impl SimConfig {
             p_push_ack_lost: [0.0, 0.1][r.below(2)],
             source_idle_ms: (tolerated / 2).max(1_000) + 30_000,
             lull: None,
+            // From the seed without a draw, so the other parameters of
+            // every seed stay what they were before queues were sharded.
+            upload_queues: (seed % 3) as u32 + 1,
         }
         .with_lull(&mut r)
     }

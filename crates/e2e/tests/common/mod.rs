@@ -16,7 +16,10 @@ use pipeline_client::{
     encode_key, Accepted, Client, ClientError, GetOptions, UploadState, UploadStatus,
 };
 
-/// Bodies above this size are staged in R2 (`INLINE_BODY_MAX_BYTES`).
+/// 64 KiB: the largest body a sync write reads before asking its scheduler
+/// (`BUFFERED_BODY_MAX_BYTES`; larger ones are staged in R2). Async writes
+/// inline more (a body whose message fits 127,900 bytes, about 95 KB), so
+/// the suites' staged async bodies are 100 KiB: above both.
 pub const INLINE_MAX: usize = 64 * 1024;
 
 /// One accepted write and what it should have stored.
