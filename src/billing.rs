@@ -84,6 +84,9 @@ pub struct Counts {
     pub sql_rows_written: u64,
     /// SQL statements counted.
     pub sql_statements: u64,
+    /// The same by statement (its first 60 characters): `[statements,
+    /// rows read, rows written]`, to see where the rows come from.
+    pub sql_by_statement: BTreeMap<String, [u64; 3]>,
     /// `setAlarm` calls.
     pub alarm_sets: u64,
     /// R2 Class A operations by method.
@@ -150,11 +153,23 @@ pub fn do_alarm(ms: f64) {
 }
 
 /// A finished SQL statement's rows.
-pub fn sql_rows(read: usize, written: usize) {
+pub fn sql_rows(query: &str, read: usize, written: usize) {
+    let (read, written) = (read as u64, written as u64);
+    let head: String = query
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(60)
+        .collect();
     with(|c| {
         c.sql_statements += 1;
-        c.sql_rows_read += read as u64;
-        c.sql_rows_written += written as u64;
+        c.sql_rows_read += read;
+        c.sql_rows_written += written;
+        let e = c.sql_by_statement.entry(head).or_default();
+        e[0] += 1;
+        e[1] += read;
+        e[2] += written;
     });
 }
 

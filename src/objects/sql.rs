@@ -11,12 +11,12 @@ use crate::http::internal;
 
 /// Adds a finished statement's `rowsRead` / `rowsWritten` (the runtime's
 /// own counts, which SQLite billing uses) to the test build's billing
-/// counts; nothing in a production build.
-pub fn note(cursor: &SqlCursor) {
+/// counts, under the statement's text; nothing in a production build.
+pub fn note(cursor: &SqlCursor, query: &str) {
     #[cfg(feature = "test-routes")]
-    crate::billing::sql_rows(cursor.rows_read(), cursor.rows_written());
+    crate::billing::sql_rows(query, cursor.rows_read(), cursor.rows_written());
     #[cfg(not(feature = "test-routes"))]
-    let _ = cursor;
+    let _ = (cursor, query);
 }
 
 /// Runs a statement that returns no rows.
@@ -25,7 +25,7 @@ pub fn note(cursor: &SqlCursor) {
 /// [`ApiError::Internal`] with the statement's error.
 pub fn exec(sql: &SqlStorage, query: &str, params: Vec<SqlStorageValue>) -> Result<(), ApiError> {
     sql.exec(query, params)
-        .map(|c| note(&c))
+        .map(|c| note(&c, query))
         .map_err(|e| internal("sql", e))
 }
 
@@ -41,7 +41,7 @@ pub fn rows<T: DeserializeOwned>(
     sql.exec(query, params)
         .and_then(|c| {
             let rows = c.to_array::<T>();
-            note(&c);
+            note(&c, query);
             rows
         })
         .map_err(|e| internal("sql", e))

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::cost::{CostConfig, CostResult, Goal};
 use crate::env::{Machine, Settings, Versions};
 use crate::ingest::{IngestConfig, IngestResult, RouteLoad};
 use crate::large::{mib_f, LargeConfig, LargeResult};
@@ -25,6 +26,8 @@ pub struct Config {
     pub storm: StormConfig,
     /// Scenario 3.
     pub large: LargeConfig,
+    /// Operations and cost.
+    pub cost: CostConfig,
     /// Longest wait for one id to become terminal, seconds.
     pub commit_timeout_s: u64,
 }
@@ -82,6 +85,12 @@ pub struct Report {
     pub large: Option<LargeResult>,
     /// Scenario 4.
     pub wasm: Option<WasmResult>,
+    /// Operations per upload and their cost.
+    pub cost: Option<CostResult>,
+    /// The cost scenario's goals (also among `targets`).
+    pub cost_goals: Vec<Goal>,
+    /// The cost table and goals as Markdown, for docs/BENCHMARKS.md.
+    pub cost_markdown: Option<String>,
     /// The benchmark's targets and whether each was met.
     pub targets: Vec<Target>,
     /// Functional failures (non-empty: the run exits 1).
@@ -520,6 +529,11 @@ pub fn render(r: &Report) -> String {
             w.build
         );
     }
+    if let Some(md) = &r.cost_markdown {
+        let _ = writeln!(t);
+        let _ = writeln!(t, "Operations per upload and cost");
+        let _ = writeln!(t, "{md}");
+    }
     if !r.targets.is_empty() {
         let _ = writeln!(t);
         let _ = writeln!(t, "Targets");
@@ -546,4 +560,21 @@ pub fn render(r: &Report) -> String {
         }
     }
     t
+}
+
+/// The cost goals as targets.
+#[must_use]
+pub fn cost_targets(goals: &[Goal]) -> Vec<Target> {
+    goals
+        .iter()
+        .map(|g| Target {
+            name: g.name.clone(),
+            goal: g.goal.clone(),
+            value: match &g.reason {
+                Some(r) => format!("{} — {r}", g.value),
+                None => g.value.clone(),
+            },
+            met: g.met,
+        })
+        .collect()
 }
