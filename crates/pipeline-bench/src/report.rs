@@ -499,6 +499,15 @@ pub fn render(r: &Report) -> String {
     if let Some(i) = &r.ingest {
         let _ = writeln!(t);
         ingest_table(&mut t, i);
+        if let Some(b) = i.batch_uploads_per_s {
+            let _ = writeln!(
+                t,
+                "   POST /batch ({} lines): {b:.0} uploads/s accepted, {} the single PUTs' rate",
+                i.batch_lines,
+                i.batch_vs_single_put
+                    .map_or_else(|| "?".into(), |v| format!("{v:.1}x"))
+            );
+        }
     }
     if let Some(s) = &r.storm {
         let _ = writeln!(t);
