@@ -417,6 +417,10 @@ pub struct Approach {
     pub usd_per_million: Cost,
     /// The SQL statements that wrote the most rows, per accepted upload.
     pub top_sql_writes: Vec<SqlLine>,
+    /// The Worker's counts as answered (object requests by binding, R2 by
+    /// method, queues by binding and name, SQLite rows by statement).
+    #[serde(default)]
+    pub raw_counts: serde_json::Value,
 }
 
 /// One SQL statement's share, per accepted upload.
@@ -700,6 +704,7 @@ fn run_approach(
         per_upload,
         usd_per_million: scale(usd),
         top_sql_writes: top_sql_writes(&counts, accepted, 8),
+        raw_counts: counts,
     })
 }
 
