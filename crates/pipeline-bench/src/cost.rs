@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use pipeline_client::{encode_key, ClientError, PutOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::ctx::{body, Ctx};
+use crate::ctx::{body, judge_errors, Ctx};
 use crate::load::{self, LoadSpec};
 use crate::prices;
 use crate::rss::CpuMark;
@@ -631,6 +631,9 @@ fn run_approach(
             _ => None,
         })
         .collect();
+    // The Worker's own error answers fail the run; the local runtime's
+    // transport losses only above the shared budget.
+    judge_errors(ctx, &label, &errs, sent.len());
 
     // The end: counts quiet (long enough for a queue batch, an alarm and a
     // stats push), then, for the pipeline, nothing in flight.
@@ -751,14 +754,6 @@ pub fn run(ctx: &Ctx, cfg: &CostConfig, topo: &Topology) -> CostResult {
                 .collect();
             match run_approach(ctx, cfg, topo, w, a, &keys, &plan) {
                 Ok(r) => {
-                    if r.errors > 0 {
-                        ctx.fail(format!(
-                            "cost {w} {a}: {} of {} requests failed; first: {}",
-                            r.errors,
-                            r.requests,
-                            r.first_error.as_deref().unwrap_or("?")
-                        ));
-                    }
                     if a == "pipeline" && !r.drained {
                         ctx.fail(format!("cost {w} pipeline: not drained when counted"));
                     }
