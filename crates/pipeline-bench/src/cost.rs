@@ -10,10 +10,10 @@
 //! nothing in flight (read after the counts, so its own operations are not
 //! in them).
 //!
-//! Deletes of queue messages are derived, not counted (the Worker cannot
-//! see acks, see the Worker's `billing` module): once drained, each
-//! message sent to a queue this Worker consumes was acked once; deliveries
-//! beyond the messages sent are retries.
+//! Reads and deletes of queue messages are derived, not counted (see the
+//! Worker's `billing` module): once drained, each message sent to a queue
+//! this Worker consumes was delivered and acked once. Retries (a read
+//! each) are not seen.
 //!
 //! The naive put is counted as measured (one Worker request and one R2
 //! put per upload) plus what R2's one-write-per-second-per-key rule would
@@ -237,7 +237,8 @@ pub struct Ops {
     pub r2_class_b: f64,
     /// Queue writes (64 KB units).
     pub queue_writes: f64,
-    /// Queue reads (64 KB units), retries included.
+    /// Queue reads (64 KB units), derived: one per message sent to a
+    /// consumed queue (retries not seen).
     pub queue_reads: f64,
     /// Queue deletes (64 KB units), derived.
     pub queue_deletes: f64,
@@ -278,18 +279,18 @@ impl Ops {
                 let w = num(&s["write_ops"]);
                 o.queue_writes += w;
                 // Drained: every message sent to a queue consumed here was
-                // acked once (a delete).
+                // delivered (a read) and acked (a delete) once. An older
+                // build counted deliveries itself (`read_ops`); see the
+                // Worker's billing module for why it no longer does.
                 if topo
                     .producers
                     .get(binding)
                     .is_some_and(|q| topo.consumed.contains(q))
                 {
                     o.queue_deletes += w;
+                    o.queue_reads += w;
                 }
             }
-        }
-        if let Some(consumed) = c["queue_consumed"].as_object() {
-            o.queue_reads += consumed.values().map(|q| num(&q["read_ops"])).sum::<f64>() + 0.0;
         }
         o
     }
@@ -1098,19 +1099,20 @@ queue = "up"
             "sql_rows_read": 100, "sql_rows_written": 40, "alarm_sets": 5,
             "r2_class_a": {"put": 10, "delete": 2}, "r2_class_b": {"head": 1},
             "queue_sent": {"UPLOADS": {"messages": 10, "write_ops": 10}, "EVENTS": {"messages": 10, "write_ops": 10}},
-            "queue_consumed": {"up": {"batches": 2, "deliveries": 11, "read_ops": 11}},
+            "queue_consumed": {"up": {"batches": 2}},
         });
         let o = Ops::from_counts(&counts, &topo);
         assert_eq!(o.do_requests, 14.0);
         assert_eq!(o.r2_class_a, 12.0);
         assert_eq!(o.queue_writes, 20.0);
-        assert_eq!(o.queue_reads, 11.0);
-        assert_eq!(o.queue_deletes, 10.0); // EVENTS has no consumer here
+        // EVENTS has no consumer here: written, never read or deleted.
+        assert_eq!(o.queue_reads, 10.0);
+        assert_eq!(o.queue_deletes, 10.0);
         assert!((o.do_busy_s - 0.5).abs() < 1e-12);
         let per = o.per(10);
-        assert!((per.queue_ops() - 4.1).abs() < 1e-12);
+        assert!((per.queue_ops() - 4.0).abs() < 1e-12);
         let c = Cost::of(&per);
-        let want = prices::R2_CLASS_A.usd(1.2) + prices::QUEUE_OPS.usd(4.1);
+        let want = prices::R2_CLASS_A.usd(1.2) + prices::QUEUE_OPS.usd(4.0);
         assert!((c.r2_class_a + c.queue_ops - want).abs() < 1e-15);
         assert!(c.total > c.r2_class_a);
     }
