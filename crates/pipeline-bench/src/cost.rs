@@ -565,6 +565,12 @@ fn run_approach(
     keys: &[String],
     plan: &[usize],
 ) -> Result<Approach, String> {
+    // Start from an idle pipeline: what an earlier scenario left in flight
+    // would otherwise be counted here.
+    let (_, idle) = ctx.wait_drained(ctx.commit_timeout);
+    if !idle {
+        return Err("the pipeline still had writes in flight before the run".into());
+    }
     billing(ctx, true)?;
     let mark = CpuMark::now(ctx.pgid);
     let started = Instant::now();

@@ -426,12 +426,13 @@ fn main() -> ExitCode {
     // Large objects first: their idle memory is then the runtime's own, not
     // that of the thousands of per-key objects the other scenarios create.
     let large = has("large").then(|| large::run(&ctx, &cfg.large));
-    let ingest = has("ingest").then(|| ingest::run(&ctx, &cfg.ingest));
-    let storm = has("storm").then(|| storm::run(&ctx, &cfg.storm));
+    // Costs before ingest: ingest's batch route leaves a long backlog.
     let topo = std::fs::read_to_string(repo.join("wrangler.toml"))
         .map(|t| cost::topology(&t))
         .unwrap_or_default();
     let cost_result = has("cost").then(|| cost::run(&ctx, &cfg.cost, &topo));
+    let ingest = has("ingest").then(|| ingest::run(&ctx, &cfg.ingest));
+    let storm = has("storm").then(|| storm::run(&ctx, &cfg.storm));
 
     if let Some(w) = local.as_mut() {
         w.stop();
