@@ -6,6 +6,9 @@
 //!   the floor of this design on this runtime.
 //! - `PUT /_bench/direct/{key}`: puts the body straight into R2, as a user
 //!   without the pipeline would, and reports when the write started.
+//! - `GET /_bench/billing[?reset=1]`: the billable operations counted since
+//!   the last reset ([`crate::billing`]), then (with `reset=1`) zero again.
+//!   Not itself counted.
 //! - `PUT /_test/delayed/{key}?delay=N`: an async write whose message is
 //!   delivered N seconds late (a late, older write).
 //! - `PUT /_test/duplicate/{key}?copies=N`: an async write sent N times.
@@ -45,6 +48,9 @@ use crate::http::{self, internal, log, now_ms, ApiResult};
 use crate::objects::scheduler_io::faults::FailWrites;
 use crate::objects::scheduler_store::probe::TxProbe;
 use crate::producer::{self, Delivery};
+
+/// The billing counts route (not counted as a Worker request).
+pub const BILLING_PATH: &str = "/_bench/billing";
 
 /// The body of a bench enqueue; the consumer acks it and does nothing.
 pub const NOOP_MESSAGE: &str = "bench-noop";
@@ -87,6 +93,13 @@ pub async fn route(app: &App, ctx: &Context, mut req: Request, path: &str) -> Op
     }
     Some(match (method, path) {
         (Method::Post, "/_bench/enqueue") => bench_enqueue(app).await,
+        (Method::Get, BILLING_PATH) => {
+            let reset = query_u32(&req, "reset").unwrap_or(0) == 1;
+            http::json(
+                200,
+                &json!({"isolate": crate::billing::isolate(), "counts": crate::billing::take(reset)}),
+            )
+        }
         (Method::Put, p) if p.starts_with("/_bench/direct/") => {
             direct(app, &mut req, &p["/_bench/direct/".len()..]).await
         }

@@ -10,6 +10,8 @@
 mod app;
 #[cfg(feature = "test-routes")]
 mod bench;
+#[cfg(feature = "test-routes")]
+mod billing;
 mod consumer;
 mod counters;
 mod http;
@@ -40,6 +42,14 @@ pub use objects::stats_shard::StatsShard;
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    // Test builds count billable operations (the counts route itself aside).
+    #[cfg(feature = "test-routes")]
+    let env = if req.path() == bench::BILLING_PATH {
+        env
+    } else {
+        billing::worker_request();
+        billing::wrap_env(env)
+    };
     let started = now_ms();
     let request_id = http::random_bytes::<8>()
         .map(|b| http::hex(&b))
@@ -75,6 +85,11 @@ async fn queue(
     env: Env,
     _ctx: Context,
 ) -> worker::Result<()> {
+    #[cfg(feature = "test-routes")]
+    let env = {
+        billing::batch(&batch);
+        billing::wrap_env(env)
+    };
     let name = batch.queue();
     // Every upload queue (`…-uploads`, `…-uploads-<n>`: one per
     // UPLOAD_QUEUES shard) goes to the upload consumer; the upload dead
@@ -113,6 +128,11 @@ async fn queue(
 /// The cron trigger (`[triggers]` in wrangler.toml): the staging sweep.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    #[cfg(feature = "test-routes")]
+    let env = {
+        billing::cron_invocation();
+        billing::wrap_env(env)
+    };
     match App::new(env) {
         Ok(app) => {
             if let Err(e) = sweep::sweep(&app, app.settings.status_ttl_ms).await {

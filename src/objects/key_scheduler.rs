@@ -34,6 +34,8 @@ pub struct KeyScheduler {
 
 impl DurableObject for KeyScheduler {
     fn new(state: State, env: Env) -> Self {
+        #[cfg(feature = "test-routes")]
+        let env = crate::billing::wrap_env(env);
         let settings = Settings::from_vars(|k| env.var(k).ok().map(|v| v.to_string()));
         let settings = settings.unwrap_or_else(|e| {
             // Requests fail loudly on the same var (the Worker refuses them
@@ -101,6 +103,8 @@ impl DurableObject for KeyScheduler {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
+        #[cfg(feature = "test-routes")]
+        let started = self.host.now_ms();
         // Never Err or panic here: an Err is retried on the runtime's
         // schedule, not ours, and a panic resets the whole Wasm instance.
         if let Err(e) = self.engine().alarm().await {
@@ -110,6 +114,9 @@ impl DurableObject for KeyScheduler {
                 log(json!({"level": "error", "at": "scheduler.alarm", "error": e.to_string()}));
             }
         }
+        #[cfg(feature = "test-routes")]
+        #[allow(clippy::cast_precision_loss)]
+        crate::billing::do_alarm((self.host.now_ms() - started) as f64);
         Response::ok("")
     }
 }

@@ -191,6 +191,8 @@ impl Clock for SchedulerHost {
         // An absolute time: an `i64` would be taken as an offset.
         let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(at_ms)
             .ok_or_else(|| HostError(format!("alarm time {at_ms} out of range")))?;
+        #[cfg(feature = "test-routes")]
+        crate::billing::alarm_set();
         self.storage
             .set_alarm(at)
             .await

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
 use super::scheduler_io::SchedulerHost;
-use super::sql::{exec, first, get_doc, put_doc, rows};
+use super::sql::{exec, first, get_doc, note, put_doc, rows};
 
 /// The `kv` entry of the engine's document.
 const META: &str = "meta";
@@ -197,29 +197,31 @@ fn compact(r: &UploadRecord) -> bool {
 /// Stores a superseded write compactly (and drops a full row it had).
 fn put_superseded(sql: &SqlStorage, r: &UploadRecord) -> Result<(), worker::Error> {
     let by = r.superseded_by.clone().unwrap_or_default();
-    sql.exec(
-        "INSERT INTO supersessors (id, last_ms) VALUES (?, ?) \
-         ON CONFLICT(id) DO UPDATE SET last_ms = MAX(last_ms, excluded.last_ms)",
-        vec![by.as_str().into(), r.updated_ms.into()],
-    )?;
-    let n = sql
-        .exec(
-            "SELECT n FROM supersessors WHERE id = ?",
-            vec![by.as_str().into()],
-        )?
-        .to_array::<SupersessorRow>()?
+    let upsert = "INSERT INTO supersessors (id, last_ms) VALUES (?, ?) \
+         ON CONFLICT(id) DO UPDATE SET last_ms = MAX(last_ms, excluded.last_ms)";
+    note(
+        &sql.exec(upsert, vec![by.as_str().into(), r.updated_ms.into()])?,
+        upsert,
+    );
+    let select = "SELECT n FROM supersessors WHERE id = ?";
+    let cursor = sql.exec(select, vec![by.as_str().into()])?;
+    let found = cursor.to_array::<SupersessorRow>()?;
+    note(&cursor, select);
+    let n = found
         .into_iter()
         .next()
         .map(|r| r.n)
         .ok_or_else(|| worker::Error::RustError("supersessor row missing".into()))?;
-    sql.exec(
-        "DELETE FROM uploads WHERE id = ?",
-        vec![r.id.as_str().into()],
-    )?;
-    sql.exec(
-        "INSERT OR REPLACE INTO superseded (at, fp, by_n) VALUES (?, ?, ?)",
-        vec![r.accepted_ms.into(), fingerprint(&r.id).into(), n.into()],
-    )?;
+    let delete = "DELETE FROM uploads WHERE id = ?";
+    note(&sql.exec(delete, vec![r.id.as_str().into()])?, delete);
+    let insert = "INSERT OR REPLACE INTO superseded (at, fp, by_n) VALUES (?, ?, ?)";
+    note(
+        &sql.exec(
+            insert,
+            vec![r.accepted_ms.into(), fingerprint(&r.id).into(), n.into()],
+        )?,
+        insert,
+    );
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use pipeline_core::error::ApiError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use worker::{SqlStorage, SqlStorageValue};
+use worker::{SqlCursor, SqlStorage, SqlStorageValue};
 
 use crate::http::internal;
 
@@ -44,13 +44,23 @@ pub fn atomically(
         })
 }
 
+/// Adds a finished statement's `rowsRead` / `rowsWritten` (the runtime's
+/// own counts, which SQLite billing uses) to the test build's billing
+/// counts, under the statement's text; nothing in a production build.
+pub fn note(cursor: &SqlCursor, query: &str) {
+    #[cfg(feature = "test-routes")]
+    crate::billing::sql_rows(query, cursor.rows_read(), cursor.rows_written());
+    #[cfg(not(feature = "test-routes"))]
+    let _ = (cursor, query);
+}
+
 /// Runs a statement that returns no rows.
 ///
 /// # Errors
 /// [`ApiError::Internal`] with the statement's error.
 pub fn exec(sql: &SqlStorage, query: &str, params: Vec<SqlStorageValue>) -> Result<(), ApiError> {
     sql.exec(query, params)
-        .map(|_| ())
+        .map(|c| note(&c, query))
         .map_err(|e| internal("sql", e))
 }
 
@@ -64,7 +74,11 @@ pub fn rows<T: DeserializeOwned>(
     params: Vec<SqlStorageValue>,
 ) -> Result<Vec<T>, ApiError> {
     sql.exec(query, params)
-        .and_then(|c| c.to_array::<T>())
+        .and_then(|c| {
+            let rows = c.to_array::<T>();
+            note(&c, query);
+            rows
+        })
         .map_err(|e| internal("sql", e))
 }
 

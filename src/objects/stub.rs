@@ -88,7 +88,13 @@ impl ObjectStub {
             Ok(r) => r,
             Err(e) => return Exchange::Answered(Err(e)),
         };
-        let mut resp = match self.stub.fetch_with_request(req).await {
+        #[cfg(feature = "test-routes")]
+        let started = crate::http::now_ms();
+        let sent = self.stub.fetch_with_request(req).await;
+        #[cfg(feature = "test-routes")]
+        #[allow(clippy::cast_precision_loss)]
+        crate::billing::do_request(self.binding, (crate::http::now_ms() - started) as f64);
+        let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {
                 return Exchange::Unreachable(ApiError::Unavailable(format!(

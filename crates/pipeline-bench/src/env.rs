@@ -5,19 +5,20 @@ use std::path::Path;
 use std::process::Command;
 
 use serde::Serialize;
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, System};
 
 /// The machine.
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
-    /// `model name` of /proc/cpuinfo.
+    /// The CPU's brand string.
     pub cpu_model: Option<String>,
     /// CPUs this process may use.
     pub cores: usize,
-    /// `processor` entries of /proc/cpuinfo.
+    /// Logical CPUs of the machine.
     pub cpuinfo_processors: usize,
-    /// MemTotal of /proc/meminfo, bytes.
+    /// Total RAM, bytes.
     pub memory_total_bytes: Option<u64>,
-    /// /proc/sys/kernel/osrelease.
+    /// The kernel's release.
     pub kernel: Option<String>,
 }
 
@@ -58,48 +59,23 @@ pub struct Settings {
     pub compatibility_date: Option<String>,
 }
 
-/// The first `model name` of a /proc/cpuinfo text, and its `processor` count.
-#[must_use]
-pub fn parse_cpuinfo(text: &str) -> (Option<String>, usize) {
-    let mut model = None;
-    let mut processors = 0;
-    for line in text.lines() {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        match name.trim() {
-            "model name" if model.is_none() => model = Some(value.trim().to_owned()),
-            "processor" => processors += 1,
-            _ => {}
-        }
-    }
-    (model, processors)
-}
-
-/// `MemTotal` of a /proc/meminfo text, in bytes.
-#[must_use]
-pub fn parse_meminfo_total(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// The machine this process runs on.
 #[must_use]
 pub fn machine() -> Machine {
-    let (cpu_model, cpuinfo_processors) = std::fs::read_to_string("/proc/cpuinfo")
-        .map(|t| parse_cpuinfo(&t))
-        .unwrap_or((None, 0));
+    let mut sys = System::new();
+    sys.refresh_cpu_list(CpuRefreshKind::nothing());
+    sys.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
+    let cpu_model = sys
+        .cpus()
+        .first()
+        .map(|c| c.brand().trim().to_owned())
+        .filter(|b| !b.is_empty());
     Machine {
         cpu_model,
         cores: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
-        cpuinfo_processors,
-        memory_total_bytes: std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|t| parse_meminfo_total(&t)),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .ok()
-            .map(|s| s.trim().to_owned()),
+        cpuinfo_processors: sys.cpus().len(),
+        memory_total_bytes: Some(sys.total_memory()).filter(|b| *b > 0),
+        kernel: System::kernel_version(),
     }
 }
 
@@ -214,17 +190,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cpuinfo_and_meminfo() {
-        let (model, n) = parse_cpuinfo(
-            "processor\t: 0\nmodel name\t: Fast CPU @ 3GHz\n\nprocessor\t: 1\nmodel name\t: Fast CPU @ 3GHz\n",
-        );
-        assert_eq!(model.as_deref(), Some("Fast CPU @ 3GHz"));
-        assert_eq!(n, 2);
-        assert_eq!(
-            parse_meminfo_total("MemTotal:       24684020 kB\nMemFree: 1 kB\n"),
-            Some(24_684_020 * 1024)
-        );
-        assert_eq!(parse_meminfo_total("nothing"), None);
+    fn the_machine_is_described() {
+        let m = machine();
+        assert!(m.cores > 0 && m.cpuinfo_processors >= m.cores);
+        assert!(m.memory_total_bytes.is_some_and(|b| b > 0));
     }
 
     #[test]

@@ -91,8 +91,42 @@ pub struct RouteLoad {
 pub struct IngestResult {
     /// Its inputs.
     pub config: IngestConfig,
-    /// `/healthz`, bare enqueue, the 202 path alone, unique keys, hot keys.
+    /// `/healthz`, bare enqueue, the 202 path alone, unique keys, hot keys,
+    /// batches.
     pub routes: Vec<RouteLoad>,
+    /// Lines per `POST /batch` of the batch route.
+    pub batch_lines: usize,
+    /// Uploads accepted per second through `POST /batch` (accepted lines
+    /// over the route's elapsed time).
+    pub batch_uploads_per_s: Option<f64>,
+    /// That over the single-PUT unique-key route's accepted uploads/s.
+    pub batch_vs_single_put: Option<f64>,
+}
+
+/// Lines per `POST /batch` (the most the API takes).
+pub const BATCH_LINES: usize = 100;
+
+/// Standard base64 (with padding) of `bytes`, for `body_base64`.
+#[must_use]
+pub fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (j, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if j <= chunk.len() {
+                out.push(char::from(A[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 impl IngestResult {
@@ -336,7 +370,48 @@ pub fn run(ctx: &Ctx, cfg: &IngestConfig) -> IngestResult {
     hot.route = format!("PUT /objects/{{key}} (202), {hot_keys} keys");
     drain_and_check(ctx, cfg, &mut hot, &hot_ids, &mark);
 
-    let mut routes = vec![healthz, enqueue, deferred, unique, hot];
+    // The same unique-key writes, BATCH_LINES to a POST /batch.
+    let batch_prefix = ctx.key("ingest/batch");
+    let b64 = base64(&payload);
+    let (mut batch, _, mark) =
+        measure(ctx, cfg, "pipeline batch", "POST /batch", |c, client, i| {
+            let mut nd = String::new();
+            for l in 0..BATCH_LINES {
+                let line = serde_json::json!({
+                    "op": "put",
+                    "key": format!("{batch_prefix}/c{client}-{i}-{l}"),
+                    "body_base64": b64,
+                });
+                nd.push_str(&line.to_string());
+                nd.push('\n');
+            }
+            let resp = c
+                .raw(
+                    "POST",
+                    "/batch",
+                    &[("Content-Type", "application/x-ndjson")],
+                    Some(nd.as_bytes()),
+                )
+                .map_err(|e| e.to_string())?;
+            let v = resp.json().map_err(|e| e.to_string())?;
+            if resp.status != 200 || v["accepted"].as_u64() != Some(BATCH_LINES as u64) {
+                return Err(format!("HTTP {}: {}", resp.status, resp.text()));
+            }
+            Ok(None)
+        });
+    batch.route = format!("POST /batch ({BATCH_LINES} unique-key puts per request)");
+    drain_and_check(ctx, cfg, &mut batch, &[], &mark);
+    #[allow(clippy::cast_precision_loss)]
+    let batch_uploads_per_s =
+        (batch.elapsed_s > 0.0).then(|| (batch.ok * BATCH_LINES) as f64 / batch.elapsed_s);
+    let batch_vs_single_put = batch_uploads_per_s.and_then(|b| ratio(b, unique.throughput_rps));
+    eprintln!(
+        "  batch: {} uploads/s accepted through POST /batch ({}x the single PUTs)",
+        batch_uploads_per_s.map_or_else(|| "?".into(), |v| format!("{v:.0}")),
+        batch_vs_single_put.map_or_else(|| "?".into(), |v| format!("{v:.1}"))
+    );
+
+    let mut routes = vec![healthz, enqueue, deferred, unique, hot, batch];
     let (enq_rps, enq_p50, enq_p99) = (
         routes[1].throughput_rps,
         routes[1].latency_ms.p50,
@@ -352,12 +427,32 @@ pub fn run(ctx: &Ctx, cfg: &IngestConfig) -> IngestResult {
     IngestResult {
         config: *cfg,
         routes,
+        batch_lines: BATCH_LINES,
+        batch_uploads_per_s,
+        batch_vs_single_put,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_vectors() {
+        // RFC 4648, section 10.
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), enc);
+        }
+        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
+    }
 
     #[test]
     fn samples_keep_the_last_id() {

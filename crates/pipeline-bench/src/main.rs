@@ -10,6 +10,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use pipeline_bench::cost::{self, CostConfig, CostResult};
 use pipeline_bench::ctx::Ctx;
 use pipeline_bench::env;
 use pipeline_bench::ingest::{self, IngestConfig};
@@ -28,6 +29,7 @@ enum Scenario {
     Large,
     Wasm,
     Stats,
+    Cost,
 }
 
 /// Benchmarks the R2 hot-key write pipeline against the naive direct write
@@ -60,7 +62,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ingest,storm,large,wasm,stats"
+        default_value = "ingest,storm,large,wasm,cost,stats"
     )]
     scenarios: Vec<Scenario>,
     /// Before running, build the production Worker (measured by the wasm
@@ -117,6 +119,25 @@ struct Args {
     /// [default: 100,10000,100000; smoke: 10,100].
     #[arg(long, value_delimiter = ',')]
     stats_sources: Option<Vec<u64>>,
+    /// Cost: uploads per workload and approach [default: 300; smoke: 4].
+    #[arg(long)]
+    cost_uploads: Option<usize>,
+    /// Cost: offered uploads/s [default: 50; smoke: 20].
+    #[arg(long)]
+    cost_rate: Option<f64>,
+    /// Cost: concurrent clients [default: 8; smoke: 2].
+    #[arg(long)]
+    cost_clients: Option<usize>,
+    /// Cost: hot keys of the storm workload [default: the storm's keys].
+    #[arg(long)]
+    cost_storm_keys: Option<usize>,
+    /// Cost: quiet seconds that end a pipeline run [default: 2.5; smoke: 1.2].
+    #[arg(long)]
+    cost_quiet_seconds: Option<f64>,
+    /// Print the cost scenario's Markdown table from a saved JSON report
+    /// and exit (nothing is run).
+    #[arg(long)]
+    cost_table: Option<PathBuf>,
     /// Longest wait for one upload to reach a terminal state, seconds.
     #[arg(long, default_value_t = 90)]
     commit_timeout: u64,
@@ -132,6 +153,7 @@ fn config(a: &Args) -> Config {
     let pickf =
         |v: Option<f64>, normal: f64, smoke: f64| v.unwrap_or(if s { smoke } else { normal });
     let rate = pickf(a.storm_rate, 100.0, 20.0);
+    let storm_keys = pick(a.storm_keys, 16, 2).max(1);
     Config {
         smoke: s,
         scenarios: a
@@ -170,6 +192,14 @@ fn config(a: &Args) -> Config {
                 }
             }),
             reads: pick(None, 30, 5),
+        },
+        cost: CostConfig {
+            uploads: pick(a.cost_uploads, 300, 4).max(1),
+            rate: pickf(a.cost_rate, 50.0, 20.0).max(0.1),
+            clients: pick(a.cost_clients, 8, 2).max(1),
+            storm_keys: a.cost_storm_keys.unwrap_or(storm_keys).max(1),
+            body_bytes: 1024,
+            quiet_s: pickf(a.cost_quiet_seconds, 2.5, 1.2),
         },
         commit_timeout_s: a.commit_timeout,
     }
@@ -268,9 +298,39 @@ fn run_id() -> String {
     format!("{}-{}", now.format("%Y%m%dT%H%M%S"), std::process::id())
 }
 
+/// `--cost-table`: the Markdown of a saved report's cost scenario.
+fn print_cost_table(path: &Path) -> ExitCode {
+    let parsed = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()))
+        .and_then(|v| {
+            let c: CostResult = serde_json::from_value(v["cost"].clone())
+                .map_err(|e| format!("no cost scenario: {e}"))?;
+            let ingest = v["ingest"]["routes"].as_array().and_then(|rs| {
+                rs.iter()
+                    .find(|r| r["name"] == "pipeline unique keys")
+                    .and_then(|r| r["throughput_vs_enqueue"].as_f64())
+            });
+            Ok((c, ingest))
+        });
+    match parsed {
+        Ok((c, ingest)) => {
+            println!("{}", cost::markdown(&c, &cost::goals(&c, ingest)));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
 #[allow(clippy::too_many_lines)]
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(p) = &args.cost_table {
+        return print_cost_table(p);
+    }
     let cfg = config(&args);
     let repo = repo_root();
     let started = Instant::now();
@@ -382,6 +442,11 @@ fn main() -> ExitCode {
     // Large objects first: their idle memory is then the runtime's own, not
     // that of the thousands of per-key objects the other scenarios create.
     let large = has("large").then(|| large::run(&ctx, &cfg.large));
+    // Costs before ingest: ingest's batch route leaves a long backlog.
+    let topo = std::fs::read_to_string(repo.join("wrangler.toml"))
+        .map(|t| cost::topology(&t))
+        .unwrap_or_default();
+    let cost_result = has("cost").then(|| cost::run(&ctx, &cfg.cost, &topo));
     let ingest = has("ingest").then(|| ingest::run(&ctx, &cfg.ingest));
     let storm = has("storm").then(|| storm::run(&ctx, &cfg.storm));
     let stats_scale = has("stats").then(|| stats_scale::run(&ctx, &cfg.stats_scale));
@@ -390,12 +455,22 @@ fn main() -> ExitCode {
         w.stop();
     }
     let failures = ctx.failures();
-    let targets = report::targets(
+    let mut targets = report::targets(
         ingest.as_ref(),
         storm.as_ref(),
         large.as_ref(),
         settings.max_batch_timeout_s,
     );
+    let ingest_vs_enqueue = ingest
+        .as_ref()
+        .and_then(|i| i.route("pipeline unique keys"))
+        .and_then(|r| r.throughput_vs_enqueue);
+    let cost_goals = cost_result
+        .as_ref()
+        .map(|c| cost::goals(c, ingest_vs_enqueue))
+        .unwrap_or_default();
+    targets.extend(report::cost_targets(&cost_goals));
+    let cost_markdown = cost_result.as_ref().map(|c| cost::markdown(c, &cost_goals));
     let mut report = Report {
         tool: Tool {
             name: "pipeline-bench".into(),
@@ -415,6 +490,9 @@ fn main() -> ExitCode {
         large,
         wasm,
         stats_scale,
+        cost: cost_result,
+        cost_goals,
+        cost_markdown,
         targets,
         functional_failures: failures.clone(),
         table: String::new(),

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::cost::{CostConfig, CostResult, Goal};
 use crate::env::{Machine, Settings, Versions};
 use crate::ingest::{IngestConfig, IngestResult, RouteLoad};
 use crate::large::{mib_f, LargeConfig, LargeResult};
@@ -27,6 +28,8 @@ pub struct Config {
     pub large: LargeConfig,
     /// Scenario 5.
     pub stats_scale: crate::stats_scale::StatsScaleConfig,
+    /// Operations and cost.
+    pub cost: CostConfig,
     /// Longest wait for one id to become terminal, seconds.
     pub commit_timeout_s: u64,
 }
@@ -86,6 +89,12 @@ pub struct Report {
     pub wasm: Option<WasmResult>,
     /// Scenario 5.
     pub stats_scale: Option<crate::stats_scale::StatsScaleResult>,
+    /// Operations per upload and their cost.
+    pub cost: Option<CostResult>,
+    /// The cost scenario's goals (also among `targets`).
+    pub cost_goals: Vec<Goal>,
+    /// The cost table and goals as Markdown, for docs/BENCHMARKS.md.
+    pub cost_markdown: Option<String>,
     /// The benchmark's targets and whether each was met.
     pub targets: Vec<Target>,
     /// Functional failures (non-empty: the run exits 1).
@@ -494,6 +503,15 @@ pub fn render(r: &Report) -> String {
     if let Some(i) = &r.ingest {
         let _ = writeln!(t);
         ingest_table(&mut t, i);
+        if let Some(b) = i.batch_uploads_per_s {
+            let _ = writeln!(
+                t,
+                "   POST /batch ({} lines): {b:.0} uploads/s accepted, {} the single PUTs' rate",
+                i.batch_lines,
+                i.batch_vs_single_put
+                    .map_or_else(|| "?".into(), |v| format!("{v:.1}x"))
+            );
+        }
     }
     if let Some(s) = &r.storm {
         let _ = writeln!(t);
@@ -548,6 +566,11 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    if let Some(md) = &r.cost_markdown {
+        let _ = writeln!(t);
+        let _ = writeln!(t, "Operations per upload and cost");
+        let _ = writeln!(t, "{md}");
+    }
     if !r.targets.is_empty() {
         let _ = writeln!(t);
         let _ = writeln!(t, "Targets");
@@ -574,4 +597,21 @@ pub fn render(r: &Report) -> String {
         }
     }
     t
+}
+
+/// The cost goals as targets.
+#[must_use]
+pub fn cost_targets(goals: &[Goal]) -> Vec<Target> {
+    goals
+        .iter()
+        .map(|g| Target {
+            name: g.name.clone(),
+            goal: g.goal.clone(),
+            value: match &g.reason {
+                Some(r) => format!("{} — {r}", g.value),
+                None => g.value.clone(),
+            },
+            met: g.met,
+        })
+        .collect()
 }

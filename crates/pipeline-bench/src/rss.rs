@@ -1,91 +1,63 @@
-//! Resident memory of the runtime: the sum of `VmRSS` over the `workerd`
-//! processes of the `wrangler dev` process group, read from /proc.
+//! CPU time and resident memory of the runtime (the processes of the
+//! `wrangler dev` process group) and of this load generator, read with the
+//! `sysinfo` crate.
 
-use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-/// One process as /proc/<pid>/stat describes it.
+/// One process, as far as the bench needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcStat {
     /// The process id.
-    pub pid: i32,
-    /// `comm` without the parentheses.
+    pub pid: u32,
+    /// Its name.
     pub comm: String,
-    /// Parent process id.
-    pub ppid: i32,
-    /// Process group id.
-    pub pgrp: i32,
-    /// User plus system CPU time, clock ticks.
-    pub cpu_ticks: u64,
-}
-
-/// Parses the text of /proc/<pid>/stat. `comm` may hold spaces and
-/// parentheses, so the fields after it are found from the last `)`.
-#[must_use]
-pub fn parse_stat(text: &str) -> Option<ProcStat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let pid = text[..open].trim().parse().ok()?;
-    let comm = text.get(open + 1..close)?.to_owned();
-    let mut rest = text.get(close + 1..)?.split_whitespace();
-    let _state = rest.next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    let pgrp = rest.next()?.parse().ok()?;
-    // session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
-    let mut rest = rest.skip(8);
-    let utime: u64 = rest.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let stime: u64 = rest.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-    Some(ProcStat {
-        pid,
-        comm,
-        ppid,
-        pgrp,
-        cpu_ticks: utime + stime,
-    })
-}
-
-/// `VmRSS` of a /proc/<pid>/status text, in bytes.
-#[must_use]
-pub fn parse_vmrss(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    /// Parent process id (0: none).
+    pub ppid: u32,
+    /// User plus system CPU time, ms.
+    pub cpu_ms: u64,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
 }
 
 fn all_processes() -> Vec<ProcStat> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
+    let mut sys = System::new();
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::All,
+        true,
+        ProcessRefreshKind::nothing().with_cpu().with_memory(),
+    );
+    sys.processes()
+        .values()
+        .map(|p| ProcStat {
+            pid: p.pid().as_u32(),
+            comm: p.name().to_string_lossy().into_owned(),
+            ppid: p.parent().map_or(0, Pid::as_u32),
+            cpu_ms: p.accumulated_cpu_time(),
+            rss_bytes: p.memory(),
         })
-        .filter_map(|e| fs::read_to_string(e.path().join("stat")).ok())
-        .filter_map(|t| parse_stat(&t))
         .collect()
 }
 
-/// Clock ticks per second of /proc's CPU times (`USER_HZ`, 100 on Linux).
-pub const TICKS_PER_SECOND: u64 = 100;
-
-/// The processes in group `pgid` or descending from its leader.
+/// The leader `pgid` (the `wrangler dev` the harness started in a group of
+/// its own, so its pid is the group id) and every process descending from
+/// it.
 #[must_use]
 pub fn select_group(procs: &[ProcStat], pgid: i32) -> Vec<&ProcStat> {
-    let mut members: Vec<i32> = vec![pgid];
-    // Descendants of the leader (in case a child made a group of its own).
+    let Ok(leader) = u32::try_from(pgid) else {
+        return Vec::new();
+    };
+    let mut members: Vec<u32> = vec![leader];
     let mut grew = true;
     while grew {
         grew = false;
         for p in procs {
-            if !members.contains(&p.pid) && (p.pgrp == pgid || members.contains(&p.ppid)) {
+            if !members.contains(&p.pid) && members.contains(&p.ppid) {
                 members.push(p.pid);
                 grew = true;
             }
@@ -94,13 +66,12 @@ pub fn select_group(procs: &[ProcStat], pgid: i32) -> Vec<&ProcStat> {
     procs.iter().filter(|p| members.contains(&p.pid)).collect()
 }
 
-/// The `workerd` processes in group `pgid` or descending from its leader.
+/// The `workerd` processes of the group `pgid`.
 #[must_use]
-pub fn select_workerd(procs: &[ProcStat], pgid: i32) -> Vec<i32> {
+pub fn select_workerd(procs: &[ProcStat], pgid: i32) -> Vec<&ProcStat> {
     select_group(procs, pgid)
         .into_iter()
         .filter(|p| p.comm == "workerd")
-        .map(|p| p.pid)
         .collect()
 }
 
@@ -110,25 +81,27 @@ pub fn select_workerd(procs: &[ProcStat], pgid: i32) -> Vec<i32> {
 pub fn runtime_cpu_ms(pgid: i32) -> (u64, u64) {
     let procs = all_processes();
     let group = select_group(&procs, pgid);
-    let all: u64 = group.iter().map(|p| p.cpu_ticks).sum();
+    let all: u64 = group.iter().map(|p| p.cpu_ms).sum();
     let workerd: u64 = group
         .iter()
         .filter(|p| p.comm == "workerd")
-        .map(|p| p.cpu_ticks)
+        .map(|p| p.cpu_ms)
         .sum();
-    (
-        all * 1000 / TICKS_PER_SECOND,
-        workerd * 1000 / TICKS_PER_SECOND,
-    )
+    (all, workerd)
 }
 
 /// CPU time used so far by this process (the load generator), milliseconds.
 #[must_use]
 pub fn own_cpu_ms() -> u64 {
-    fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|t| parse_stat(&t))
-        .map_or(0, |p| p.cpu_ticks * 1000 / TICKS_PER_SECOND)
+    let me = Pid::from_u32(std::process::id());
+    let mut sys = System::new();
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[me]),
+        true,
+        ProcessRefreshKind::nothing().with_cpu(),
+    );
+    sys.process(me)
+        .map_or(0, sysinfo::Process::accumulated_cpu_time)
 }
 
 /// CPU used by the runtime and by the load generator over a stretch of time.
@@ -189,13 +162,9 @@ impl CpuMark {
 /// many processes were counted.
 #[must_use]
 pub fn runtime_rss(pgid: i32) -> (u64, usize) {
-    let pids = select_workerd(&all_processes(), pgid);
-    let total = pids
-        .iter()
-        .filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .filter_map(|t| parse_vmrss(&t))
-        .sum();
-    (total, pids.len())
+    let procs = all_processes();
+    let workerd = select_workerd(&procs, pgid);
+    (workerd.iter().map(|p| p.rss_bytes).sum(), workerd.len())
 }
 
 /// Peak and mean of a sampling period.
@@ -287,47 +256,30 @@ pub fn summarize(samples: &[(u64, usize)]) -> RssReport {
 mod tests {
     use super::*;
 
-    #[test]
-    fn stat_lines_parse_with_odd_names() {
-        let p =
-            parse_stat("1234 (work erd) (x)) S 99 77 77 0 -1 4194560 10 0 0 0 250 50 0 0").unwrap();
-        assert_eq!(
-            p,
-            ProcStat {
-                pid: 1234,
-                comm: "work erd) (x)".into(),
-                ppid: 99,
-                pgrp: 77,
-                cpu_ticks: 300,
-            }
-        );
-        assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(
-            parse_vmrss("Name: x\nVmRSS:\t  2048 kB\n"),
-            Some(2048 * 1024)
-        );
-        assert_eq!(parse_vmrss("Name: x\n"), None);
-    }
-
-    #[test]
-    fn workerd_of_the_group_and_its_descendants() {
-        let p = |pid, comm: &str, ppid, pgrp| ProcStat {
+    fn p(pid: u32, comm: &str, ppid: u32) -> ProcStat {
+        ProcStat {
             pid,
             comm: comm.into(),
             ppid,
-            pgrp,
-            cpu_ticks: 0,
-        };
+            cpu_ms: 10,
+            rss_bytes: 100,
+        }
+    }
+
+    #[test]
+    fn workerd_of_the_leader_and_its_descendants() {
         let procs = vec![
-            p(10, "node", 1, 10),
-            p(11, "node", 10, 10),
-            p(12, "workerd", 11, 10),
-            p(13, "workerd", 11, 13), // its own group, still a descendant
-            p(20, "workerd", 1, 20),  // someone else's runtime
+            p(10, "node", 1),
+            p(11, "node", 10),
+            p(12, "workerd", 11),
+            p(13, "workerd", 11),
+            p(20, "workerd", 1), // someone else's runtime
         ];
-        let mut got = select_workerd(&procs, 10);
+        let mut got: Vec<u32> = select_workerd(&procs, 10).iter().map(|p| p.pid).collect();
         got.sort_unstable();
         assert_eq!(got, vec![12, 13]);
+        assert_eq!(select_group(&procs, 10).len(), 4);
+        assert!(select_group(&procs, -1).is_empty());
     }
 
     #[test]
@@ -341,11 +293,21 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_a_stat_and_an_rss() {
+    fn this_process_is_seen_with_its_memory_and_cpu() {
         let me = std::process::id();
-        let stat = parse_stat(&fs::read_to_string(format!("/proc/{me}/stat")).unwrap()).unwrap();
-        assert_eq!(stat.pid, i32::try_from(me).unwrap());
-        assert!(parse_vmrss(&fs::read_to_string("/proc/self/status").unwrap()).unwrap() > 0);
+        // Burn some CPU so that the accumulated time cannot be zero.
+        let mut x = 0u64;
+        for i in 0..30_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert_ne!(std::hint::black_box(x), 1);
+        let procs = all_processes();
+        let mine = procs
+            .iter()
+            .find(|p| p.pid == me)
+            .expect("this process is listed");
+        assert!(mine.rss_bytes > 0);
+        assert!(own_cpu_ms() > 0);
         let used = CpuMark::now(None).since(None);
         assert_eq!((used.runtime_ms, used.workerd_ms), (None, None));
     }

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod billing;
 pub mod coalesce;
 pub mod conditional;
 pub mod config;
