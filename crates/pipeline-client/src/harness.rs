@@ -215,6 +215,19 @@ pub fn config_consuming_events(wrangler_toml: &str) -> String {
     if !text.ends_with('\n') {
         text.push('\n');
     }
+    // The deployed configuration leaves commit events off: bind the
+    // producer too when it is not bound.
+    let bound = text
+        .lines()
+        .any(|l| l.trim_start().starts_with("binding") && l.contains("\"EVENTS\""));
+    if !bound {
+        text.push_str(&format!(
+            "\n# Added by the e2e harness (consume_events): commit events on.\n\
+             [[queues.producers]]\n\
+             binding = \"EVENTS\"\n\
+             queue = \"{EVENTS_QUEUE}\"\n"
+        ));
+    }
     text.push_str(&format!(
         "\n# Added by the e2e harness (consume_events): records commit events\n\
          # for GET /_test/events. Never in the deployed configuration.\n\
@@ -814,6 +827,18 @@ mod tests {
         assert!(o.generates_config());
         let o = o.upload_queues(1);
         assert!(!o.vars.contains_key("UPLOAD_QUEUES") && !o.generates_config());
+    }
+
+    #[test]
+    fn consuming_events_binds_the_producer_only_when_it_is_not_bound() {
+        let off = "name = \"w\"\n# binding = \"EVENTS\"\n";
+        let text = config_consuming_events(off);
+        assert_eq!(text.matches("binding = \"EVENTS\"").count(), 2);
+        assert!(text.contains("\n[[queues.producers]]\nbinding = \"EVENTS\""));
+        let on = "[[queues.producers]]\nbinding = \"EVENTS\"\nqueue = \"q\"\n";
+        let text = config_consuming_events(on);
+        assert_eq!(text.matches("[[queues.producers]]").count(), 1);
+        assert_eq!(text.matches("[[queues.consumers]]").count(), 1);
     }
 
     #[test]
