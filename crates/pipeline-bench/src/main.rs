@@ -447,8 +447,10 @@ fn main() -> ExitCode {
         .map(|t| cost::topology(&t))
         .unwrap_or_default();
     let cost_result = has("cost").then(|| cost::run(&ctx, &cfg.cost, &topo));
-    let ingest = has("ingest").then(|| ingest::run(&ctx, &cfg.ingest));
+    // The storm before ingest too: ingest's batch route can leave a backlog
+    // of unique-key commits that would compete with the storm's.
     let storm = has("storm").then(|| storm::run(&ctx, &cfg.storm));
+    let ingest = has("ingest").then(|| ingest::run(&ctx, &cfg.ingest));
     let stats_scale = has("stats").then(|| stats_scale::run(&ctx, &cfg.stats_scale));
 
     if let Some(w) = local.as_mut() {
