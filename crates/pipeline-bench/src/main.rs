@@ -442,6 +442,9 @@ fn main() -> ExitCode {
     // Large objects first: their idle memory is then the runtime's own, not
     // that of the thousands of per-key objects the other scenarios create.
     let large = has("large").then(|| large::run(&ctx, &cfg.large));
+    // Stats reads next, while the shards hold only what large wrote (its
+    // points start at 100 sources) and nothing else loads the runtime.
+    let stats_scale = has("stats").then(|| stats_scale::run(&ctx, &cfg.stats_scale));
     // Costs before ingest: ingest's batch route leaves a long backlog.
     let topo = std::fs::read_to_string(repo.join("wrangler.toml"))
         .map(|t| cost::topology(&t))
@@ -451,7 +454,6 @@ fn main() -> ExitCode {
     // of unique-key commits that would compete with the storm's.
     let storm = has("storm").then(|| storm::run(&ctx, &cfg.storm));
     let ingest = has("ingest").then(|| ingest::run(&ctx, &cfg.ingest));
-    let stats_scale = has("stats").then(|| stats_scale::run(&ctx, &cfg.stats_scale));
 
     if let Some(w) = local.as_mut() {
         w.stop();
