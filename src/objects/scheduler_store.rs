@@ -2,7 +2,8 @@
 //! Durable Object's SQLite database.
 //!
 //! Tables: `kv` (the engine's `Meta` document under `meta`), `uploads` (one
-//! status row per id, indexed by its last change for pruning), `superseded`
+//! status row per id, terminal rows indexed by their last change for
+//! pruning), `superseded`
 //! and `supersessors` (superseded writes, compactly: see below), `bodies`
 //! (held writes' messages), `garbage` (staged bodies to delete) and
 //! `idempotency` (indexed by creation for pruning) and `outbox` (events
@@ -42,8 +43,12 @@ const SCHEMA: [&str; 11] = [
     "CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, accepted_ms INTEGER NOT NULL, \
      size INTEGER NOT NULL, op TEXT NOT NULL, state TEXT NOT NULL, committed_ms INTEGER, etag TEXT, \
      superseded_by TEXT, error_code TEXT, error_message TEXT, updated_ms INTEGER NOT NULL, \
-     via TEXT NOT NULL DEFAULT 'queue', staged_key TEXT, current_etag TEXT)",
-    "CREATE INDEX IF NOT EXISTS uploads_by_update ON uploads (updated_ms)",
+     via TEXT NOT NULL DEFAULT 'queue', staged_key TEXT, current_etag TEXT, callback_url TEXT, \
+     callback_state TEXT, callback_attempts INTEGER NOT NULL DEFAULT 0)",
+    // An index on `updated_ms` alone, which objects created by earlier versions
+    // have, duplicates `uploads_terminal` below for every query that reads it
+    // and costs a row written on every status change.
+    "DROP INDEX IF EXISTS uploads_by_update",
     "CREATE TABLE IF NOT EXISTS bodies (id TEXT PRIMARY KEY, message TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS garbage (staged_key TEXT PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS idempotency (idem_key TEXT PRIMARY KEY, id TEXT NOT NULL, \
@@ -61,8 +66,10 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
-/// Creates the tables, and brings over the state an earlier version of the
-/// scheduler kept (`uploads` without `via` and `staged_key`; the document as four `kv`
+/// Creates the tables (a new object's `uploads` has every column, so none
+/// of the `ALTER TABLE`s below runs: each would write a row and read the
+/// whole schema), and brings over the state an earlier version of the
+/// scheduler kept (`uploads` without the later columns; the document as four `kv`
 /// entries `key`, `state`, `retry`, `stats` of the same shapes).
 ///
 /// # Errors
