@@ -35,13 +35,17 @@ fn two_requests(w: &LocalWorker) -> [String; 2] {
     [id(&ok), id(&missing)]
 }
 
-/// The log from `offset` once it holds `want` request lines, or after a
-/// few seconds (the dev server prints the Worker's lines asynchronously).
-fn settle(w: &LocalWorker, offset: u64, want: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
+/// The log from `offset` once its request lines name every id in `ids`, or
+/// after a few seconds (the dev server prints the Worker's lines
+/// asynchronously, and lines of the harness's own readiness probes can
+/// still arrive after `offset`).
+fn settle(w: &LocalWorker, offset: u64, ids: &[String]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = log_since(w, offset);
-        if request_lines(&text).len() >= want || Instant::now() > deadline {
+        let lines = request_lines(&text);
+        let seen = |id: &String| lines.iter().any(|v| v["request_id"] == *id);
+        if ids.iter().all(seen) || Instant::now() > deadline {
             return text;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -57,7 +61,7 @@ fn info_writes_one_line_per_request_and_warn_or_off_write_none() {
     let w = start(WorkerOptions::new("logging-info").log_level("log"));
     let offset = log_len(&w);
     let ids = two_requests(&w);
-    let lines = request_lines(&settle(&w, offset, 2));
+    let lines = request_lines(&settle(&w, offset, &ids));
     for (id, (path, status)) in ids.iter().zip([("/healthz", 200), ("/no-such-route", 404)]) {
         let mine: Vec<&serde_json::Value> =
             lines.iter().filter(|v| v["request_id"] == *id).collect();
@@ -76,10 +80,10 @@ fn info_writes_one_line_per_request_and_warn_or_off_write_none() {
                 .var("LOG_LEVEL", level),
         );
         let offset = log_len(&w);
-        let _ = two_requests(&w);
+        let ids = two_requests(&w);
         // Wait as long as the info run could have needed to show them.
-        std::thread::sleep(Duration::from_secs(2));
-        let text = settle(&w, offset, 1);
+        let text = settle(&w, offset, &ids);
+        // No line at all: the harness's readiness probes log at `info` too.
         assert_eq!(
             request_lines(&text),
             Vec::<serde_json::Value>::new(),
