@@ -252,12 +252,14 @@ fn kill_with_alarms_pending_commits_every_held_write_once() {
         );
         // Two full consumer batches over four keys, every 7th staged: the
         // second batch's newest writes are held for the keys' next slot.
-        // Two of the keys also fail their first two R2 writes, so their held
-        // writes stay held (backing off) for seconds, however slow the
-        // status sweep below is on a busy machine.
+        // Two of the keys also fail their first four R2 writes (attempts at
+        // +0, +1, +3, +7 s; the fifth, at +15 s, succeeds), so their newest
+        // writes stay held (backing off) until well after the queue drained,
+        // however slow the queue and the status sweep below are on a busy
+        // machine.
         let keys: Vec<String> = (0..4).map(|_| unique_key("kill-held")).collect();
         for key in &keys[..2] {
-            fail_writes(&c, key, 2);
+            fail_writes(&c, key, 4);
         }
         let batch = storm(&c, &keys, 16, 13, Duration::ZERO, 7);
         let mut round_ids = ids(&batch);
