@@ -117,6 +117,23 @@ pub fn is_runtime_transient(msg: &str) -> bool {
     msg.starts_with("transport error") || msg.contains("restarted mid-request")
 }
 
+/// At most `max` bytes of `msg` (cut at a character boundary), saying how
+/// much was left out: an error answer can be a whole batch's results.
+#[must_use]
+pub fn excerpt(msg: &str, max: usize) -> String {
+    if msg.len() <= max {
+        return msg.to_owned();
+    }
+    let mut end = max;
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &msg[..end], msg.len() - end)
+}
+
+/// How much of an error message a failure line quotes.
+const ERROR_EXCERPT_BYTES: usize = 600;
+
 /// Judges a route's failed requests: any answer of the Worker's own that
 /// is an error is a functional failure; runtime transport failures are
 /// only reported, unless they exceed [`RUNTIME_ERROR_BUDGET`]. Returns how
@@ -125,8 +142,9 @@ pub fn judge_errors(ctx: &Ctx, what: &str, errors: &[&str], requests: usize) -> 
     let runtime = errors.iter().filter(|e| is_runtime_transient(e)).count();
     if let Some(e) = errors.iter().find(|e| !is_runtime_transient(e)) {
         ctx.fail(format!(
-            "{what}: {} of {requests} requests failed in the Worker; first: {e}",
-            errors.len() - runtime
+            "{what}: {} of {requests} requests failed in the Worker; first: {}",
+            errors.len() - runtime,
+            excerpt(e, ERROR_EXCERPT_BYTES)
         ));
     }
     if runtime > 0 {
@@ -135,7 +153,7 @@ pub fn judge_errors(ctx: &Ctx, what: &str, errors: &[&str], requests: usize) -> 
         let first = errors
             .iter()
             .find(|e| is_runtime_transient(e))
-            .unwrap_or(&"?");
+            .map_or_else(|| "?".to_owned(), |e| excerpt(e, ERROR_EXCERPT_BYTES));
         if share > RUNTIME_ERROR_BUDGET {
             ctx.fail(format!(
                 "{what}: {runtime} of {requests} requests lost in the local runtime's transport; first: {first}"
@@ -217,6 +235,14 @@ pub fn body(marker: &str, size: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excerpts_keep_short_messages_and_cut_long_ones_at_a_char_boundary() {
+        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(excerpt("abcdef", 4), "abcd… (2 more bytes)");
+        // "é" is two bytes: a cut inside it moves back before it.
+        assert_eq!(excerpt("aé", 2), "a… (2 more bytes)");
+    }
 
     #[test]
     fn runtime_transport_failures_are_recognised() {
