@@ -505,7 +505,12 @@ impl CostResult {
     }
 }
 
-fn billing(ctx: &Ctx, reset: bool) -> Result<(serde_json::Value, String), String> {
+/// The Worker's billing counts (`GET /_bench/billing`, `?reset=1` to zero
+/// them) and the isolate that answered.
+///
+/// # Errors
+/// The request failed or was not answered `200` with JSON.
+pub(crate) fn billing(ctx: &Ctx, reset: bool) -> Result<(serde_json::Value, String), String> {
     let path = if reset {
         "/_bench/billing?reset=1"
     } else {

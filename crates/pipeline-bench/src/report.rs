@@ -565,6 +565,23 @@ pub fn render(r: &Report) -> String {
                 f(&p.scan_ms)
             );
         }
+        let _ = writeln!(
+            t,
+            "   SQLite rows read per call (billing counts; background work of the runtime included)"
+        );
+        for p in &s.points {
+            let f = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+            let [a, b, c, d] = p.rows_read_per_call;
+            let _ = writeln!(
+                t,
+                "   {:>12} {:>16} {:>16} {:>16} {:>16}",
+                p.source_rows,
+                f(a),
+                f(b),
+                f(c),
+                f(d)
+            );
+        }
     }
     if let Some(md) = &r.cost_markdown {
         let _ = writeln!(t);

@@ -9,7 +9,10 @@
 //! those keys leave in the shards), then times `GET /stats`,
 //! `GET /stats?top=10` and `GET /metrics`, and, for comparison, a read of
 //! every source row as `/stats` did before running totals
-//! (`GET /_test/stats-scan`).
+//! (`GET /_test/stats-scan`). Rows read per call come from the Worker's
+//! billing counts (SQLite cursors' `rowsRead`), zeroed before each route's
+//! reads: they include whatever else the runtime did meanwhile (an alarm's
+//! stats push, a shard's compaction sweep), so they are an upper bound.
 
 use std::time::Instant;
 
@@ -40,6 +43,9 @@ pub struct StatsScalePoint {
     pub metrics_ms: Summary,
     /// Reading every source row (the read before running totals), ms.
     pub scan_ms: Summary,
+    /// SQLite rows read per call of each route, in the same order (`None`
+    /// without the billing counts, e.g. against `--url`).
+    pub rows_read_per_call: [Option<f64>; 4],
 }
 
 /// The scenario's result.
@@ -48,7 +54,16 @@ pub struct StatsScaleResult {
     pub points: Vec<StatsScalePoint>,
 }
 
-fn time(ctx: &Ctx, method: &str, path: &str, reads: usize) -> (Summary, Option<u64>) {
+/// One route's timed reads: their latency, the `rows` field of the last
+/// answer (the scan's count of source rows) and SQLite rows read per call.
+struct Timed {
+    ms: Summary,
+    rows: Option<u64>,
+    rows_read_per_call: Option<f64>,
+}
+
+fn time(ctx: &Ctx, method: &str, path: &str, reads: usize) -> Timed {
+    let counting = crate::cost::billing(ctx, true).is_ok();
     let mut samples = Vec::with_capacity(reads);
     let mut rows = None;
     for _ in 0..reads {
@@ -62,14 +77,26 @@ fn time(ctx: &Ctx, method: &str, path: &str, reads: usize) -> (Summary, Option<u
             Err(e) => ctx.fail(format!("stats scale: {path}: {e}")),
         }
     }
-    (Summary::of(&samples), rows)
+    let rows_read_per_call = counting
+        .then(|| crate::cost::billing(ctx, false).ok())
+        .flatten()
+        .and_then(|(counts, _)| counts["sql_rows_read"].as_f64())
+        .map(|r| {
+            #[allow(clippy::cast_precision_loss)]
+            let per = r / reads.max(1) as f64;
+            per
+        });
+    Timed {
+        ms: Summary::of(&samples),
+        rows,
+        rows_read_per_call,
+    }
 }
 
 /// Runs the scenario.
 pub fn run(ctx: &Ctx, cfg: &StatsScaleConfig) -> StatsScaleResult {
     let mut points = Vec::new();
-    let (_, before) = time(ctx, "GET", "/_test/stats-scan", 1);
-    let mut have = before.unwrap_or(0);
+    let mut have = time(ctx, "GET", "/_test/stats-scan", 1).rows.unwrap_or(0);
     for &want in &cfg.sources {
         // Seed in steps of at most 20,000 rows (one call per shard each).
         while have < want {
@@ -101,16 +128,22 @@ pub fn run(ctx: &Ctx, cfg: &StatsScaleConfig) -> StatsScaleResult {
                 }
             }
         }
-        let (stats_ms, _) = time(ctx, "GET", "/stats", cfg.reads);
-        let (stats_top_ms, _) = time(ctx, "GET", "/stats?top=10", cfg.reads);
-        let (metrics_ms, _) = time(ctx, "GET", "/metrics", cfg.reads);
-        let (scan_ms, rows) = time(ctx, "GET", "/_test/stats-scan", cfg.reads.clamp(1, 5));
+        let stats = time(ctx, "GET", "/stats", cfg.reads);
+        let top = time(ctx, "GET", "/stats?top=10", cfg.reads);
+        let metrics = time(ctx, "GET", "/metrics", cfg.reads);
+        let scan = time(ctx, "GET", "/_test/stats-scan", cfg.reads.clamp(1, 5));
         let point = StatsScalePoint {
-            source_rows: rows.unwrap_or(have),
-            stats_ms,
-            stats_top_ms,
-            metrics_ms,
-            scan_ms,
+            source_rows: scan.rows.unwrap_or(have),
+            rows_read_per_call: [
+                stats.rows_read_per_call,
+                top.rows_read_per_call,
+                metrics.rows_read_per_call,
+                scan.rows_read_per_call,
+            ],
+            stats_ms: stats.ms,
+            stats_top_ms: top.ms,
+            metrics_ms: metrics.ms,
+            scan_ms: scan.ms,
         };
         eprintln!(
             "stats scale: {} source rows: /stats p50 {:.1} ms p99 {:.1} ms; ?top=10 p50 {:.1} ms; /metrics p50 {:.1} ms; scan of every row p50 {:.1} ms",
