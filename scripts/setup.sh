@@ -6,6 +6,22 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
+# 0. Chromium and its WebDriver, Debian's packages: the end-to-end spec of
+#    the operations page (crates/e2e/tests/ops_page.rs) drives it headless.
+#    Their download and install wait on the network and the disk, the tools
+#    below on the CPU: on a fresh machine they run side by side (output in
+#    target/setup-chromium.log), and step 5 waits for them.
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+  log "present: chromium, chromedriver"
+else
+  mkdir -p target
+  chromium_log="$ROOT/target/setup-chromium.log"
+  log "installing chromium and chromium-driver (Debian packages) in the background: $chromium_log"
+  ( apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver ) \
+    >"$chromium_log" 2>&1 &
+  chromium_pid=$!
+fi
+
 # 1. The wasm target for the toolchain in use.
 if rustup target list --installed 2>/dev/null | grep -qx "$WASM_TARGET"; then
   log "present: rust target $WASM_TARGET"
@@ -48,12 +64,13 @@ else
   npm ci --no-audit --no-fund
 fi
 
-# 5. Chromium and its WebDriver, Debian's packages: the end-to-end spec of
-#    the operations page (crates/e2e/tests/ops_page.rs) drives it headless.
-if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
-  log "present: chromium, chromedriver"
-else
-  log "installing chromium and chromium-driver (Debian packages)"
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
+# 5. Chromium's install (started first, above) must have succeeded.
+if [ -n "${chromium_pid:-}" ]; then
+  if wait "$chromium_pid"; then
+    log "installed chromium and chromium-driver"
+  else
+    cat "$chromium_log" >&2
+    log "installing chromium and chromium-driver failed (output above)"
+    exit 1
+  fi
 fi
