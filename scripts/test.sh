@@ -56,7 +56,9 @@ step "end-to-end suite on wrangler dev"
 PIPELINE_SKIP_BUILD=1 cargo test -p e2e -- --test-threads=4 ${E2E_FILTER:+"$E2E_FILTER"}
 
 step "benchmark smoke run"
-PIPELINE_SKIP_BUILD=1 cargo run -q -p pipeline-bench --release -- --smoke --out target/bench-smoke.json
+# A debug build: its dependencies are those the unit tests above built, so
+# a cold run does not compile them again in release for a one-minute smoke.
+PIPELINE_SKIP_BUILD=1 cargo run -q -p pipeline-bench -- --smoke --out target/bench-smoke.json
 
 step "production bundle: wrangler deploy --dry-run"
 rm -rf build

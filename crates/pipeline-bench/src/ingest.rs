@@ -35,6 +35,10 @@ pub struct IngestConfig {
     pub body_bytes: usize,
     /// Uploads whose final state is checked per pipeline route (all when 0).
     pub check_ids: usize,
+    /// Lines per `POST /batch` of the batch route (1 to [`BATCH_LINES`]).
+    /// Every accepted line is a unique-key commit the run then waits for:
+    /// 100 lines from 8 clients leave minutes of backlog on 2 cores.
+    pub batch_lines: usize,
 }
 
 /// One route under load.
@@ -103,7 +107,8 @@ pub struct IngestResult {
     pub batch_vs_single_put: Option<f64>,
 }
 
-/// Lines per `POST /batch` (the most the API takes).
+/// The most lines a `POST /batch` takes (the API's limit), and the
+/// default of [`IngestConfig::batch_lines`].
 pub const BATCH_LINES: usize = 100;
 
 /// Standard base64 (with padding) of `bytes`, for `body_base64`.
@@ -370,13 +375,14 @@ pub fn run(ctx: &Ctx, cfg: &IngestConfig) -> IngestResult {
     hot.route = format!("PUT /objects/{{key}} (202), {hot_keys} keys");
     drain_and_check(ctx, cfg, &mut hot, &hot_ids, &mark);
 
-    // The same unique-key writes, BATCH_LINES to a POST /batch.
+    // The same unique-key writes, `batch_lines` to a POST /batch.
+    let lines = cfg.batch_lines.clamp(1, BATCH_LINES);
     let batch_prefix = ctx.key("ingest/batch");
     let b64 = base64(&payload);
     let (mut batch, _, mark) =
         measure(ctx, cfg, "pipeline batch", "POST /batch", |c, client, i| {
             let mut nd = String::new();
-            for l in 0..BATCH_LINES {
+            for l in 0..lines {
                 let line = serde_json::json!({
                     "op": "put",
                     "key": format!("{batch_prefix}/c{client}-{i}-{l}"),
@@ -394,16 +400,16 @@ pub fn run(ctx: &Ctx, cfg: &IngestConfig) -> IngestResult {
                 )
                 .map_err(|e| e.to_string())?;
             let v = resp.json().map_err(|e| e.to_string())?;
-            if resp.status != 200 || v["accepted"].as_u64() != Some(BATCH_LINES as u64) {
+            if resp.status != 200 || v["accepted"].as_u64() != Some(lines as u64) {
                 return Err(format!("HTTP {}: {}", resp.status, resp.text()));
             }
             Ok(None)
         });
-    batch.route = format!("POST /batch ({BATCH_LINES} unique-key puts per request)");
+    batch.route = format!("POST /batch ({lines} unique-key puts per request)");
     drain_and_check(ctx, cfg, &mut batch, &[], &mark);
     #[allow(clippy::cast_precision_loss)]
     let batch_uploads_per_s =
-        (batch.elapsed_s > 0.0).then(|| (batch.ok * BATCH_LINES) as f64 / batch.elapsed_s);
+        (batch.elapsed_s > 0.0).then(|| (batch.ok * lines) as f64 / batch.elapsed_s);
     let batch_vs_single_put = batch_uploads_per_s.and_then(|b| ratio(b, unique.throughput_rps));
     eprintln!(
         "  batch: {} uploads/s accepted through POST /batch ({}x the single PUTs)",
@@ -427,7 +433,7 @@ pub fn run(ctx: &Ctx, cfg: &IngestConfig) -> IngestResult {
     IngestResult {
         config: *cfg,
         routes,
-        batch_lines: BATCH_LINES,
+        batch_lines: lines,
         batch_uploads_per_s,
         batch_vs_single_put,
     }

@@ -93,6 +93,9 @@ struct Args {
     /// (0: all) [default: 200; smoke: 0].
     #[arg(long)]
     ingest_check_ids: Option<usize>,
+    /// Ingest: lines per `POST /batch`, 1 to 100 [default: 100; smoke: 5].
+    #[arg(long)]
+    ingest_batch_lines: Option<usize>,
     /// Storm: hot keys [default: 16; smoke: 2].
     #[arg(long)]
     storm_keys: Option<usize>,
@@ -168,6 +171,7 @@ fn config(a: &Args) -> Config {
             hot_keys: pick(a.ingest_hot_keys, 16, 2),
             body_bytes: a.ingest_body_bytes,
             check_ids: pick(a.ingest_check_ids, 200, 0),
+            batch_lines: pick(a.ingest_batch_lines, ingest::BATCH_LINES, 5),
         },
         storm: StormConfig {
             keys: pick(a.storm_keys, 16, 2).max(1),
