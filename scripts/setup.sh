@@ -34,7 +34,7 @@ fi
 if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" = "$WORKER_BUILD_VERSION" ]; then
   log "present: worker-build $WORKER_BUILD_VERSION"
 else
-  log "installing worker-build $WORKER_BUILD_VERSION (about 2.5 min cold)"
+  log "installing worker-build $WORKER_BUILD_VERSION (about 5 min cold on 2 cores)"
   cargo install --root "$ROOT/.tools" worker-build --version "=$WORKER_BUILD_VERSION" --locked
 fi
 
@@ -44,7 +44,7 @@ want_wb=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/, ""); prin
 if [ "$("$WASM_BINDGEN_BIN" --version 2>/dev/null | awk '{print $2}')" = "$want_wb" ]; then
   log "present: wasm-bindgen-cli $want_wb"
 else
-  log "installing wasm-bindgen-cli $want_wb (about 1.5 min cold)"
+  log "installing wasm-bindgen-cli $want_wb (about 2 min cold on 2 cores)"
   # --locked fails for this crate here (a locked dependency is missing from
   # the registry); fall back to a fresh resolution of its dependencies.
   cargo install --root "$ROOT/.tools" wasm-bindgen-cli --version "=$want_wb" --locked \
