@@ -14,8 +14,8 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use common::{log_offset, log_since, n, queue_batches, settle, verify_writes, Write};
-use e2e::{binary_label, start, unique_key, WorkerOptions};
+use common::{log_offset, log_since, n, queue_batches, verify_writes, Write};
+use e2e::{binary_label, start, unique_key, wait_all, WorkerOptions};
 use pipeline_client::{encode_key, Accepted, Client, Stats, UploadState};
 use pipeline_core::message::{BodyRef, WriteMessage};
 use pipeline_core::queues::shard_of;
@@ -166,7 +166,14 @@ fn writes_spread_over_two_queues_all_commit_newest_per_key() {
         writes.extend(b);
     }
     let ids: Vec<String> = writes.iter().map(|w| w.id().to_owned()).collect();
-    let statuses = settle(&c, &ids, Duration::from_secs(120));
+    // No restart here: every write must end, however long either local
+    // queue takes to deliver it (settle() takes ids still queued after a
+    // short wait as lost with a restarted runtime's queue).
+    let (statuses, late) = wait_all(&c, &ids, Instant::now() + Duration::from_secs(120), 8);
+    assert!(
+        late.is_empty(),
+        "writes not terminal within 120 s: {late:?}"
+    );
     let refs: Vec<&Write> = writes.iter().collect();
     let t = verify_writes(&c, &refs, &statuses, &HashMap::new());
     assert_eq!(t.failed, 0, "failed writes: {t:?}");
