@@ -47,6 +47,8 @@ step "deterministic simulation: planted bugs found, then ${SIM_SEEDS:-5000} seed
 # SIM_SECONDS=3600 turns the seed run into an hour-long soak.
 cargo test -p pipeline-sim --release
 SIM_SEEDS="${SIM_SEEDS:-5000}" cargo run -q -p pipeline-sim --release
+step "deterministic simulation: one hot key at 1 to 15,144 uploads/s (the capacity model's per-key assumptions)"
+SIM_RATES=1,10,151,1514,15144 SIM_RATE_SECONDS=30 cargo run -q -p pipeline-sim --release
 
 step "build the Worker with test routes (once for every e2e run)"
 PIPELINE_TEST_ROUTES=1 PIPELINE_FAST_BUILD=1 bash scripts/build.sh

@@ -59,7 +59,7 @@ pub fn client_act(world: &Rc<World>, client: usize) {
             .clone();
         if sync {
             Box::pin(async move { sync_write(w, key, op, staged).await })
-        } else if world.chance(0.1) {
+        } else if world.chance(cfg.p_batch) {
             Box::pin(async move { batch_write(w).await })
         } else if world.chance(cfg.p_conditional) {
             Box::pin(async move { read_modify_write(w, key).await })
@@ -263,6 +263,10 @@ fn push_message(world: &World, body: String, visible_at: i64) {
         outage_retries: 0,
     });
     world.schedule(visible_at + world.cfg.batch_timeout_ms, Event::Consumer);
+    if world.cfg.full_batches {
+        // This message may fill a batch.
+        world.schedule(visible_at, Event::Consumer);
+    }
 }
 
 /// `PUT`/`DELETE` in the default mode, through the real producer code.
@@ -563,6 +567,14 @@ pub fn consumer_run(world: &Rc<World>) {
         let mut idx: Vec<usize> = (0..q.len())
             .filter(|i| !q[*i].in_flight && q[*i].visible_at <= now)
             .collect();
+        if world.cfg.full_batches && idx.len() < world.cfg.max_batch {
+            // Not full: wait until the oldest visible message's timeout
+            // (its own consumer event is scheduled then).
+            let oldest = idx.iter().map(|i| q[*i].visible_at).min();
+            if oldest.is_some_and(|t| t + world.cfg.batch_timeout_ms > now) {
+                return;
+            }
+        }
         // Any order: the queue does not order.
         for i in (1..idx.len()).rev() {
             let j = world.rng.borrow_mut().below(i + 1);

@@ -17,6 +17,8 @@ pub struct SimConfig {
     pub p_staged: f64,
     pub p_idempotent: f64,
     pub p_status: f64,
+    /// A client's write is a `POST /batch` of a few writes.
+    pub p_batch: f64,
     /// A client does a read-modify-write with `If-Match` / `If-None-Match`
     /// (retrying on `precondition_failed`).
     pub p_conditional: f64,
@@ -51,6 +53,12 @@ pub struct SimConfig {
     pub max_outage_ms: i64,
     pub max_batch: usize,
     pub batch_timeout_ms: i64,
+    /// The queue delivers a batch only once `max_batch` messages are
+    /// visible or the oldest has waited `batch_timeout_ms`, as Cloudflare
+    /// Queues batch. Off, a delivery takes whatever is visible when any
+    /// message's timeout passes (smaller batches, more interleavings: the
+    /// fault runs' choice).
+    pub full_batches: bool,
     pub max_retries: u32,
     pub status_ttl_ms: i64,
     pub trace_lines: usize,
@@ -87,6 +95,7 @@ impl SimConfig {
             p_staged: [0.0, 0.2, 0.6][r.below(3)],
             p_idempotent: [0.0, 0.2, 0.5][r.below(3)],
             p_status: 0.2,
+            p_batch: 0.1,
             p_conditional: [0.0, 0.1, 0.3][r.below(3)],
             skew_ms: [0, 20, 300][r.below(3)],
             r2_latency_ms: (r.range(1, 20), r.range(20, 400)),
@@ -107,6 +116,7 @@ impl SimConfig {
             max_outage_ms: (tolerated / 2).max(1_000),
             max_batch: [1, 10, 100][r.below(3)],
             batch_timeout_ms: r.range(0, 1000),
+            full_batches: false,
             max_retries,
             // Statuses outlive any delivery delay the consumer tolerates,
             // as the deployment's settings must (see the engine's docs).
@@ -124,6 +134,60 @@ impl SimConfig {
             upload_queues: (seed % 3) as u32 + 1,
         }
         .with_lull(&mut r)
+    }
+
+    /// One hot key written at `per_key_per_s` asynchronous puts a second
+    /// (inline bodies, no conditions, no statuses polled) for `run_ms`,
+    /// with no fault injected: the steady state whose per-key figures
+    /// (commit lag, coalescing, R2 writes per second) the capacity model
+    /// in `docs/SCALE.md` assumes. R2 latency 10 to 200 ms (5 % of
+    /// operations up to 1.5 s), queue batches as the deployment's upload
+    /// consumer sets them (100 messages or 1 s, whichever comes first).
+    pub fn at_rate(seed: u64, per_key_per_s: u64, run_ms: i64) -> Self {
+        let mut cfg = Self::from_seed(seed);
+        // Clients pause 100 ms on average between writes, so that many
+        // clients make the rate.
+        let pause_ms = 100;
+        cfg.clients = (per_key_per_s * pause_ms as u64).div_ceil(1000).max(1) as usize;
+        cfg.client_pause_ms = cfg.clients as i64 * 1000 / per_key_per_s.max(1) as i64;
+        Self {
+            keys: 1,
+            run_ms,
+            p_sync: 0.0,
+            p_delete: 0.0,
+            p_staged: 0.0,
+            p_idempotent: 0.0,
+            p_status: 0.0,
+            p_batch: 0.0,
+            p_conditional: 0.0,
+            skew_ms: 0,
+            r2_latency_ms: (10, 200),
+            p_r2_transient: 0.0,
+            p_r2_permanent: 0.0,
+            p_send_fail: 0.0,
+            p_duplicate: 0.0,
+            p_store_fail: 0.0,
+            p_late_alarm: 0.0,
+            p_double_alarm: 0.0,
+            p_push_fail: 0.0,
+            p_push_ack_lost: 0.0,
+            p_consumer_dies: 0.0,
+            // First due once the clients stopped: then they do nothing.
+            crash_every_ms: run_ms + 1,
+            outage_every_ms: run_ms + 1,
+            // wrangler.toml's upload consumer: max_batch_size 100,
+            // max_batch_timeout 1 s.
+            max_batch: 100,
+            batch_timeout_ms: 1000,
+            full_batches: true,
+            p_callback: 0.0,
+            events: false,
+            p_notify_fail: 0.0,
+            lull: None,
+            upload_queues: 1,
+            trace_lines: 40,
+            ..cfg
+        }
     }
 
     /// Draws the quiet spell (after every other parameter, so adding it

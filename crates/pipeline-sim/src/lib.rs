@@ -35,6 +35,7 @@ pub mod config;
 pub mod exec;
 pub mod host;
 pub mod model;
+pub mod rates;
 pub mod rng;
 pub mod world;
 
@@ -46,7 +47,8 @@ use pipeline_core::status::UploadState;
 
 pub use config::SimConfig;
 pub use pipeline_core::engine::planted::{plant, Bug};
-use world::{Event, World, START_MS};
+pub use world::World;
+use world::{Event, START_MS};
 
 /// What one run did.
 #[derive(Debug, Clone, Default)]
@@ -106,6 +108,15 @@ pub fn run(seed: u64) -> Result<Report, Failure> {
 /// # Errors
 /// The first [`Failure`] found.
 pub fn run_with(cfg: SimConfig) -> Result<Report, Failure> {
+    run_world(cfg).map(|(report, _)| report)
+}
+
+/// Runs `cfg` to quiescence and checks it; the report and the drained
+/// world (for figures beyond the report, as [`rates`] reads).
+///
+/// # Errors
+/// The first [`Failure`] found.
+pub fn run_world(cfg: SimConfig) -> Result<(Report, Rc<World>), Failure> {
     let seed = cfg.seed;
     let world = World::new(cfg);
     for c in 0..world.cfg.clients {
@@ -141,7 +152,7 @@ pub fn run_with(cfg: SimConfig) -> Result<Report, Failure> {
     let l = world.ledger.borrow();
     let count = |s: UploadState| l.ended.values().filter(|e| e.0 == s).count();
     let r2_writes = world.r2.borrow().writes;
-    let report = Ok(Report {
+    let report = Report {
         seed,
         events: world.events_run.get(),
         simulated_ms: world.now() - START_MS,
@@ -153,9 +164,9 @@ pub fn run_with(cfg: SimConfig) -> Result<Report, Failure> {
         webhooks: l.webhooks.len(),
         events_sent: l.events.len(),
         faults: l.faults,
-    });
+    };
     drop(l);
-    report
+    Ok((report, world))
 }
 
 /// The checks once nothing is left to happen.

@@ -1,6 +1,9 @@
 //! Runs the simulator: `SIM_SEED=N` replays one seed with its trace;
 //! `SIM_SECONDS=S` runs fresh seeds for S wall-clock seconds (a soak);
 //! otherwise `SIM_SEEDS=N` seeds (default 2000) from `SIM_FIRST_SEED`.
+//! `SIM_RATES=1,10,151` runs one hot key at each rate instead (uploads a
+//! second, for `SIM_RATE_SECONDS`, default 30) and prints the per-key
+//! figures the capacity model assumes, as a Markdown table.
 
 use std::time::Instant;
 
@@ -23,6 +26,10 @@ fn main() {
                 std::process::exit(2);
             }
         }
+    }
+    if let Ok(rates) = std::env::var("SIM_RATES") {
+        run_rates(&rates);
+        return;
     }
     if let Some(seed) = env_u64("SIM_SEED") {
         let mut cfg = pipeline_sim::SimConfig::from_seed(seed);
@@ -102,4 +109,60 @@ fn main() {
     );
     println!("faults injected: {:?}", totals.faults);
     println!("{runs} passed, 0 failed");
+}
+
+/// One hot key at each of `rates` (comma-separated uploads a second).
+fn run_rates(rates: &str) {
+    let seconds = env_u64("SIM_RATE_SECONDS").unwrap_or(30) as i64;
+    let seed = env_u64("SIM_FIRST_SEED").unwrap_or(1);
+    println!(
+        "one hot key, {seconds} simulated s of writing per rate, seed {seed}, no faults, R2 latency 10-200 ms with a 5 % tail to {} ms, queue batches of 100 messages or 1 s (the upload consumer's settings)",
+        pipeline_sim::rates::SLOWEST_R2_MS
+    );
+    println!();
+    println!("| uploads/s | uploads | R2 writes | max R2 writes in 1 s | min gap ms | uploads per R2 write | commit lag p50 / p99 / max ms | visible after p50 / p99 / max ms | scheduler calls/s mean / max | within one object's ~1,000 requests/s | model check | wall s |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |");
+    let mut failed = false;
+    for rate in rates
+        .split(',')
+        .filter_map(|r| r.trim().parse::<u64>().ok())
+    {
+        let started = Instant::now();
+        match pipeline_sim::rates::run_rate(seed, rate, seconds * 1000) {
+            Ok(r) => {
+                let check = match r.check() {
+                    Ok(()) => "met".to_string(),
+                    Err(unmet) => {
+                        failed = true;
+                        format!("NOT met: {}", unmet.join("; "))
+                    }
+                };
+                println!(
+                    "| {rate} | {} | {} | {} | {} | {:.1} | {} / {} / {} | {} / {} / {} | {:.1} / {} | {} | {check} | {:.1} |",
+                    r.uploads,
+                    r.r2_writes,
+                    r.max_r2_writes_in_1s,
+                    r.min_r2_gap_ms.map_or("-".into(), |g| g.to_string()),
+                    r.coalescing(),
+                    r.commit_lag_ms[0],
+                    r.commit_lag_ms[1],
+                    r.commit_lag_ms[2],
+                    r.visible_after_ms[0],
+                    r.visible_after_ms[1],
+                    r.visible_after_ms[2],
+                    r.scheduler_calls_per_s,
+                    r.max_scheduler_calls_in_1s,
+                    if r.within_object_limit() { "yes" } else { "NO" },
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Err(f) => {
+                println!("{f}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
 }

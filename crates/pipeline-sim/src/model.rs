@@ -29,6 +29,10 @@ fn prune_time(r: &UploadRecord) -> i64 {
 pub struct MemStore {
     pub meta: Meta,
     pub uploads: BTreeMap<String, UploadRecord>,
+    /// The terminal rows of `uploads` by prune time: what the object's
+    /// index on terminal rows gives its store (and keeps a run with
+    /// hundreds of thousands of rows from scanning them all at every step).
+    prunable: BTreeSet<(i64, String)>,
     pub bodies: BTreeMap<String, WriteMessage>,
     pub garbage: BTreeSet<String>,
     pub idem: BTreeMap<String, IdemRecord>,
@@ -43,6 +47,14 @@ impl MemStore {
             match op {
                 Op::PutMeta(m) => self.meta = *m,
                 Op::PutUpload(r) => {
+                    if let Some(old) = self.uploads.get(&r.id) {
+                        if old.state.is_terminal() {
+                            self.prunable.remove(&(prune_time(old), old.id.clone()));
+                        }
+                    }
+                    if r.state.is_terminal() {
+                        self.prunable.insert((prune_time(&r), r.id.clone()));
+                    }
                     self.uploads.insert(r.id.clone(), r);
                 }
                 Op::PutBody(m) => {
@@ -72,8 +84,10 @@ impl MemStore {
                 } => {
                     // As the Durable Object's store does: superseded rows
                     // are kept by acceptance time, the others by last change.
-                    self.uploads
-                        .retain(|_, r| !(r.state.is_terminal() && prune_time(r) < uploads_before));
+                    let kept = self.prunable.split_off(&(uploads_before, String::new()));
+                    for (_, id) in std::mem::replace(&mut self.prunable, kept) {
+                        self.uploads.remove(&id);
+                    }
                     self.idem.retain(|_, r| r.created_ms >= idem_before);
                 }
             }
@@ -116,11 +130,7 @@ impl Store for ObjStore {
     fn oldest_prunable(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
         let s = self.borrow();
         Ok((
-            s.uploads
-                .values()
-                .filter(|r| r.state.is_terminal())
-                .map(prune_time)
-                .min(),
+            s.prunable.first().map(|(t, _)| *t),
             s.idem.values().map(|r| r.created_ms).min(),
         ))
     }
@@ -162,6 +172,8 @@ pub struct R2 {
     /// Staged bodies: hash and upload time.
     pub staged: BTreeMap<String, (u64, i64)>,
     pub last_start: BTreeMap<String, i64>,
+    /// Start of every write (put or delete) to each key, in order.
+    pub write_starts: BTreeMap<String, Vec<i64>>,
     pub writes: u64,
     pub etags: u64,
 }
@@ -219,6 +231,10 @@ pub struct Ledger {
     pub webhooks: BTreeSet<(String, String)>,
     /// Events the commit-event queue took: `(upload id, event type)`.
     pub events: BTreeSet<(String, String)>,
+    /// When each id reached its terminal state.
+    pub ended_ms: BTreeMap<String, i64>,
+    /// Time of every call into a scheduler object: `(object, ms)`.
+    pub object_calls: Vec<(usize, i64)>,
     /// Sends to the webhook and event queues (each may repeat).
     pub notified: u64,
     /// Messages dead-lettered because their scheduler was unreachable.

@@ -288,6 +288,10 @@ impl World {
     ) -> Slot<Result<R, String>> {
         let slot: Slot<Result<R, String>> = Slot::default();
         let caller = self.current_task();
+        self.ledger
+            .borrow_mut()
+            .object_calls
+            .push((obj, self.now()));
         let latency = self.range(1, 5);
         if self.objects.borrow()[obj].outage_until > self.now() {
             slot.fill(Err("object unreachable".into()));
@@ -407,6 +411,7 @@ impl World {
                 r.id.clone(),
                 (r.state, r.superseded_by.clone(), r.error_code.clone()),
             );
+            l.ended_ms.insert(r.id.clone(), self.now());
             drop(l);
             self.trace(format!(
                 "{} ends {}{}",
@@ -520,6 +525,7 @@ impl World {
                     }
                 }
                 r2.last_start.insert(key.clone(), now);
+                r2.write_starts.entry(key.clone()).or_default().push(now);
                 drop(r2);
                 if rejected {
                     self.violate(format!(

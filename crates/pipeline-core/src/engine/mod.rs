@@ -465,7 +465,13 @@ impl<'a, H: Host> Scheduler<'a, H> {
         } else {
             0
         };
-        Some(meta.state.next_slot(now).max(retry_at))
+        let mut slot = meta.state.next_slot(now);
+        if active(Bug::SlotLeftIdle) {
+            if let Some(last) = meta.state.last_start_ms {
+                slot = slot.max(last + 2 * crate::schedule::WRITE_SPACING_MS);
+            }
+        }
+        Some(slot.max(retry_at))
     }
 
     /// Sets the alarm to the earliest moment something is due: the pending

@@ -53,11 +53,16 @@ pub enum Bug {
     /// acknowledged: a push that did not land is never sent again, and its
     /// counts are missing from `/stats`.
     UnansweredPushAcked,
+    /// The scheduler leaves a second slot idle after every R2 write (two
+    /// seconds between writes, not one). Nothing is lost or reordered, so
+    /// the fault runs' invariants all hold; a hot key's writes wait twice
+    /// as long. Only the rate check (`pipeline_sim::rates`) sees it.
+    SlotLeftIdle,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::StaleRecovery,
         Bug::SyncSupersedesEarly,
         Bug::ClaimBeforeSend,
@@ -71,6 +76,7 @@ impl Bug {
         Bug::OutboxRemovedBeforeSend,
         Bug::ShardIgnoresBase,
         Bug::UnansweredPushAcked,
+        Bug::SlotLeftIdle,
     ];
 }
 
