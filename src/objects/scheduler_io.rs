@@ -35,6 +35,8 @@ pub struct SchedulerHost {
     pub(super) raw_storage: Option<DurableObjectStorage>,
     /// This scheduler's stats source name.
     source: String,
+    /// Which of its lazily created tables exist.
+    pub(super) tables: super::scheduler_store::Tables,
 }
 
 impl SchedulerHost {
@@ -45,6 +47,7 @@ impl SchedulerHost {
             raw_storage: state.as_raw().storage().ok(),
             storage,
             source: format!("key:{}", state.id()),
+            tables: super::scheduler_store::Tables::default(),
             env,
         }
     }

@@ -8,7 +8,10 @@
 //! (held writes' messages), `garbage` (staged bodies to delete) and
 //! `idempotency` (indexed by creation for pruning) and `outbox` (events
 //! owed to the webhook and event queues). Every step's changes
-//! land in one `transactionSync`: all of them or none.
+//! land in one `transactionSync`: all of them or none. The last four
+//! kinds of table are created by the first transaction that inserts into
+//! them ([`LazyTable`]): a key that never needs one never pays the rows
+//! written to create it.
 //!
 //! Most writes to a hot key end superseded, and every status is kept for
 //! the retention window: at 1,000 writes/s on one key, a full row per id
@@ -34,31 +37,165 @@ use super::sql::{exec, first, get_doc, note, put_doc, rows};
 /// The `kv` entry of the engine's document.
 const META: &str = "meta";
 
-const SCHEMA: [&str; 11] = [
-    "CREATE TABLE IF NOT EXISTS superseded (at INTEGER NOT NULL, fp INTEGER NOT NULL, \
-     by_n INTEGER NOT NULL, PRIMARY KEY (at, fp)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS supersessors (n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, \
-     last_ms INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+/// The tables every scheduler writes from its first write on. New objects
+/// create them `WITHOUT ROWID` (a row keyed by text is then one b-tree
+/// entry, not a table row plus an index entry: one row written instead of
+/// two per insert, and SQLite bills rows written); objects created by
+/// earlier versions keep their tables, which answer the same statements.
+const CORE_SCHEMA: [&str; 5] = [
+    "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, accepted_ms INTEGER NOT NULL, \
      size INTEGER NOT NULL, op TEXT NOT NULL, state TEXT NOT NULL, committed_ms INTEGER, etag TEXT, \
      superseded_by TEXT, error_code TEXT, error_message TEXT, updated_ms INTEGER NOT NULL, \
      via TEXT NOT NULL DEFAULT 'queue', staged_key TEXT, current_etag TEXT, callback_url TEXT, \
-     callback_state TEXT, callback_attempts INTEGER NOT NULL DEFAULT 0)",
+     callback_state TEXT, callback_attempts INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+    // Prune and the next prune time look at terminal rows only, so only
+    // they are indexed: a write's `scheduled` row costs no index entry.
+    // (Objects created by earlier versions keep a full index of that name.)
+    "CREATE INDEX IF NOT EXISTS uploads_terminal ON uploads (state, updated_ms) \
+     WHERE state IN ('committed','superseded','failed')",
+    "CREATE TABLE IF NOT EXISTS bodies (id TEXT PRIMARY KEY, message TEXT NOT NULL) WITHOUT ROWID",
     // An index on `updated_ms` alone, which objects created by earlier versions
-    // have, duplicates `uploads_terminal` below for every query that reads it
+    // have, duplicates `uploads_terminal` for every query that reads it
     // and costs a row written on every status change.
     "DROP INDEX IF EXISTS uploads_by_update",
-    "CREATE TABLE IF NOT EXISTS bodies (id TEXT PRIMARY KEY, message TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS garbage (staged_key TEXT PRIMARY KEY)",
-    "CREATE TABLE IF NOT EXISTS idempotency (idem_key TEXT PRIMARY KEY, id TEXT NOT NULL, \
-     created_ms INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS idempotency_by_creation ON idempotency (created_ms)",
-    // Prune and the next prune time look at terminal rows only.
-    "CREATE INDEX IF NOT EXISTS uploads_terminal ON uploads (state, updated_ms)",
-    "CREATE TABLE IF NOT EXISTS outbox (n INTEGER PRIMARY KEY AUTOINCREMENT, \
-     msg_id TEXT NOT NULL UNIQUE, entry TEXT NOT NULL)",
 ];
+
+/// Tables a scheduler creates in the transaction that first writes to
+/// them. Most keys never need some of them (no `Idempotency-Key`, no
+/// staged body, no events, nothing superseded), and creating a table
+/// writes rows too: a new key's object used to create all of them, about
+/// 17 rows written before its first write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LazyTable {
+    /// `superseded` and `supersessors`: superseded writes, compactly.
+    Superseded,
+    /// Staged bodies to delete.
+    Garbage,
+    /// `Idempotency-Key`s and their index.
+    Idempotency,
+    /// Events owed to the webhook and event queues.
+    Outbox,
+}
+
+impl LazyTable {
+    const ALL: [LazyTable; 4] = [
+        LazyTable::Superseded,
+        LazyTable::Garbage,
+        LazyTable::Idempotency,
+        LazyTable::Outbox,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
+    /// The table `sqlite_master` shows once it exists (the statements
+    /// below create it last, in one transaction with the rest).
+    fn name(self) -> &'static str {
+        match self {
+            LazyTable::Superseded => "superseded",
+            LazyTable::Garbage => "garbage",
+            LazyTable::Idempotency => "idempotency",
+            LazyTable::Outbox => "outbox",
+        }
+    }
+
+    fn schema(self) -> &'static [&'static str] {
+        match self {
+            LazyTable::Superseded => &[
+                "CREATE TABLE IF NOT EXISTS supersessors (n INTEGER PRIMARY KEY, \
+                 id TEXT NOT NULL UNIQUE, last_ms INTEGER NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS superseded (at INTEGER NOT NULL, fp INTEGER NOT NULL, \
+                 by_n INTEGER NOT NULL, PRIMARY KEY (at, fp)) WITHOUT ROWID",
+            ],
+            LazyTable::Garbage => {
+                &["CREATE TABLE IF NOT EXISTS garbage (staged_key TEXT PRIMARY KEY) WITHOUT ROWID"]
+            }
+            LazyTable::Idempotency => &[
+                "CREATE TABLE IF NOT EXISTS idempotency (idem_key TEXT PRIMARY KEY, id TEXT NOT NULL, \
+                 created_ms INTEGER NOT NULL) WITHOUT ROWID",
+                "CREATE INDEX IF NOT EXISTS idempotency_by_creation ON idempotency (created_ms)",
+            ],
+            LazyTable::Outbox => &["CREATE TABLE IF NOT EXISTS outbox (n INTEGER PRIMARY KEY \
+                 AUTOINCREMENT, msg_id TEXT NOT NULL UNIQUE, entry TEXT NOT NULL)"],
+        }
+    }
+
+    /// The lazy table `op` inserts into, if any (deletes from a table
+    /// that does not exist are skipped instead).
+    fn written_by(op: &Op) -> Option<LazyTable> {
+        match op {
+            Op::PutUpload(r) if compact(r) => Some(LazyTable::Superseded),
+            Op::PutOutbox(_) => Some(LazyTable::Outbox),
+            Op::AddGarbage(_) => Some(LazyTable::Garbage),
+            Op::PutIdem(_) => Some(LazyTable::Idempotency),
+            _ => None,
+        }
+    }
+}
+
+/// Which [`LazyTable`]s exist, as this instance knows it: read from
+/// `sqlite_master` at first use, updated after each transaction that
+/// created one, and read again after a transaction failed (its creations
+/// rolled back with it).
+#[derive(Debug, Default)]
+pub struct Tables(std::cell::Cell<Option<u8>>);
+
+impl Tables {
+    /// The set of existing lazy tables.
+    ///
+    /// # Errors
+    /// [`StoreError`] from SQLite.
+    fn present(&self, sql: &SqlStorage) -> Result<u8, StoreError> {
+        if let Some(bits) = self.0.get() {
+            return Ok(bits);
+        }
+        #[derive(Deserialize)]
+        struct NameRow {
+            name: String,
+        }
+        let names = rows::<NameRow>(
+            sql,
+            "SELECT name FROM sqlite_master WHERE type = 'table'",
+            vec![],
+        )
+        .map_err(err)?;
+        let bits = LazyTable::ALL
+            .iter()
+            .filter(|t| names.iter().any(|n| n.name == t.name()))
+            .fold(0, |acc, t| acc | t.bit());
+        self.0.set(Some(bits));
+        Ok(bits)
+    }
+
+    fn added(&self, bits: u8) {
+        if let Some(have) = self.0.get() {
+            self.0.set(Some(have | bits));
+        }
+    }
+
+    fn forget(&self) {
+        self.0.set(None);
+    }
+}
+
+/// Runs `ops` (inside the caller's transaction), first creating the lazy
+/// tables they insert into that `have` lacks. Returns the tables created.
+fn run_all(sql: &SqlStorage, ops: &[Op], have: u8) -> Result<u8, StoreError> {
+    let mut created = 0;
+    for table in ops.iter().filter_map(LazyTable::written_by) {
+        if (have | created) & table.bit() == 0 {
+            for stmt in table.schema() {
+                exec(sql, stmt, vec![]).map_err(err)?;
+            }
+            created |= table.bit();
+        }
+    }
+    let have = have | created;
+    ops.iter().try_for_each(|op| run(sql, op, have))?;
+    Ok(created)
+}
 
 const TERMINAL: &str = "state IN ('committed','superseded','failed')";
 
@@ -75,7 +212,7 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 /// # Errors
 /// [`StoreError`] from SQLite.
 pub fn open(sql: &SqlStorage) -> Result<(), StoreError> {
-    for stmt in SCHEMA {
+    for stmt in CORE_SCHEMA {
         exec(sql, stmt, vec![]).map_err(err)?;
     }
     for (column, decl) in [
@@ -269,9 +406,14 @@ fn int(n: u64) -> SqlStorageValue {
     SqlStorageValue::Integer(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
-/// Runs one operation.
-fn run(sql: &SqlStorage, op: &Op) -> Result<(), StoreError> {
+/// Runs one operation; `have`: the lazy tables that exist (an insert's
+/// table was created by [`run_all`]; a delete from one that does not exist
+/// has nothing to delete).
+fn run(sql: &SqlStorage, op: &Op, have: u8) -> Result<(), StoreError> {
+    let has = |t: LazyTable| have & t.bit() != 0;
     match op {
+        Op::RemoveOutbox(_) if !has(LazyTable::Outbox) => Ok(()),
+        Op::RemoveGarbage(_) if !has(LazyTable::Garbage) => Ok(()),
         Op::PutMeta(m) => put_doc(sql, META, m),
         Op::PutUpload(r) if compact(r) => {
             put_superseded(sql, r).map_err(|e| crate::http::internal("sql", e))
@@ -356,13 +498,14 @@ fn run(sql: &SqlStorage, op: &Op) -> Result<(), StoreError> {
             vec![(*uploads_before).into()],
         )
         .and_then(|()| {
+            if !has(LazyTable::Superseded) {
+                return Ok(());
+            }
             exec(
                 sql,
                 "DELETE FROM superseded WHERE at < ?",
                 vec![(*uploads_before).into()],
-            )
-        })
-        .and_then(|()| {
+            )?;
             exec(
                 sql,
                 "DELETE FROM supersessors WHERE last_ms < ?",
@@ -370,6 +513,9 @@ fn run(sql: &SqlStorage, op: &Op) -> Result<(), StoreError> {
             )
         })
         .and_then(|()| {
+            if !has(LazyTable::Idempotency) {
+                return Ok(());
+            }
             exec(
                 sql,
                 "DELETE FROM idempotency WHERE created_ms < ?",
@@ -398,6 +544,13 @@ impl SchedulerHost {
     }
 }
 
+impl SchedulerHost {
+    /// Whether lazy table `t` exists.
+    fn has(&self, t: LazyTable) -> Result<bool, StoreError> {
+        Ok(self.tables.present(&self.sql)? & t.bit() != 0)
+    }
+}
+
 impl Store for SchedulerHost {
     fn meta(&self) -> Result<Meta, StoreError> {
         Ok(get_doc(&self.sql, META).map_err(err)?.unwrap_or_default())
@@ -414,6 +567,9 @@ impl Store for SchedulerHost {
         .map_err(err)?;
         if let Some(row) = full {
             return row.record().map(Some);
+        }
+        if !self.has(LazyTable::Superseded)? {
+            return Ok(None);
         }
         let compact = first::<SupersededRow>(
             &self.sql,
@@ -457,6 +613,9 @@ impl Store for SchedulerHost {
     }
 
     fn idempotency(&self, idem_key: &str) -> Result<Option<IdemRecord>, StoreError> {
+        if !self.has(LazyTable::Idempotency)? {
+            return Ok(None);
+        }
         Ok(first::<IdemRow>(
             &self.sql,
             "SELECT id, created_ms FROM idempotency WHERE idem_key = ?",
@@ -471,6 +630,9 @@ impl Store for SchedulerHost {
     }
 
     fn garbage(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        if !self.has(LazyTable::Garbage)? {
+            return Ok(Vec::new());
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         Ok(rows::<GarbageRow>(
             &self.sql,
@@ -484,6 +646,9 @@ impl Store for SchedulerHost {
     }
 
     fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        if !self.has(LazyTable::Outbox)? {
+            return Ok(Vec::new());
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         rows::<OutboxRow>(
             &self.sql,
@@ -507,15 +672,33 @@ impl Store for SchedulerHost {
         let full = min(&format!(
             "SELECT MIN(updated_ms) AS t FROM uploads WHERE {TERMINAL}"
         ))?;
-        let compact = min("SELECT MIN(at) AS t FROM superseded")?;
-        Ok((
-            [full, compact].into_iter().flatten().min(),
-            min("SELECT MIN(created_ms) AS t FROM idempotency")?,
-        ))
+        let compact = if self.has(LazyTable::Superseded)? {
+            min("SELECT MIN(at) AS t FROM superseded")?
+        } else {
+            None
+        };
+        let idem = if self.has(LazyTable::Idempotency)? {
+            min("SELECT MIN(created_ms) AS t FROM idempotency")?
+        } else {
+            None
+        };
+        Ok(([full, compact].into_iter().flatten().min(), idem))
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        self.atomically(move |sql| ops.iter().try_for_each(|op| run(sql, op)))
+        let have = self.tables.present(&self.sql)?;
+        let created = std::rc::Rc::new(std::cell::Cell::new(0u8));
+        let out = created.clone();
+        let result = self.atomically(move |sql| {
+            out.set(run_all(sql, &ops, have)?);
+            Ok(())
+        });
+        match &result {
+            Ok(()) => self.tables.added(created.get()),
+            // Whatever it created was rolled back with it.
+            Err(_) => self.tables.forget(),
+        }
+        result
     }
 }
 
@@ -530,7 +713,7 @@ pub mod probe {
     use pipeline_core::protocol::Call;
     use serde::{Deserialize, Serialize};
 
-    use super::{err, run};
+    use super::{err, run_all, LazyTable};
     use crate::objects::scheduler_io::SchedulerHost;
     use crate::objects::sql::exec;
 
@@ -568,9 +751,10 @@ pub mod probe {
             }),
         ];
         let fail = p.fail;
+        let have = host.tables.present(&host.sql)?;
         let error = host
             .atomically(move |sql| {
-                ops.iter().try_for_each(|op| run(sql, op))?;
+                run_all(sql, &ops, have)?;
                 if fail {
                     exec(sql, "INSERT INTO no_such_table (x) VALUES (1)", vec![]).map_err(err)?;
                 }
@@ -578,17 +762,21 @@ pub mod probe {
             })
             .err()
             .map(|e| e.to_string());
+        // The tables it created (if it committed) are read again.
+        host.tables.forget();
         let reply = TxProbeReply {
             error,
             garbage_kept: host.garbage(usize::MAX)?.contains(&marker),
             idempotency_kept: host.idempotency(&marker)?.is_some(),
         };
         host.apply(vec![Op::RemoveGarbage(marker.clone())])?;
-        exec(
-            &host.sql,
-            "DELETE FROM idempotency WHERE idem_key = ?",
-            vec![marker.into()],
-        )?;
+        if host.has(LazyTable::Idempotency)? {
+            exec(
+                &host.sql,
+                "DELETE FROM idempotency WHERE idem_key = ?",
+                vec![marker.into()],
+            )?;
+        }
         Ok(reply)
     }
 }
