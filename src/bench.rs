@@ -17,6 +17,9 @@
 //! - `POST /_test/tx-probe/{key}` `{"fail": bool}`: two writes in one
 //!   transaction of the key's scheduler storage, then (with `fail`) a
 //!   failing statement; answers which writes were kept.
+//! - `POST /_test/legacy-bodies/{key}`: moves the key's held messages into
+//!   a `bodies` table, where schedulers created by earlier versions kept
+//!   them; answers how many moved and how many that table holds.
 //! - `POST /_test/enqueue-raw`: sends the body as a raw queue message.
 //! - `GET /_test/staged`: the staged bodies still in the bucket.
 //! - `PUT /_test/stage-orphan`: stages a body and sends nothing (a producer
@@ -46,7 +49,7 @@ use worker::{
 use crate::app::App;
 use crate::http::{self, internal, log, now_ms, ApiResult};
 use crate::objects::scheduler_io::faults::FailWrites;
-use crate::objects::scheduler_store::probe::TxProbe;
+use crate::objects::scheduler_store::probe::{LegacyBodies, TxProbe};
 use crate::producer::{self, Delivery};
 
 /// The billing counts route (not counted as a Worker request).
@@ -138,6 +141,9 @@ pub async fn route(app: &App, ctx: &Context, mut req: Request, path: &str) -> Op
         }
         (Method::Post, p) if p.starts_with("/_test/tx-probe/") => {
             tx_probe(app, &mut req, &p["/_test/tx-probe/".len()..]).await
+        }
+        (Method::Post, p) if p.starts_with("/_test/legacy-bodies/") => {
+            legacy_bodies(app, &p["/_test/legacy-bodies/".len()..]).await
         }
         (Method::Post, "/_test/enqueue-raw") => enqueue_raw(app, &mut req).await,
         (Method::Get, "/_test/staged") => staged(app).await,
@@ -247,6 +253,15 @@ async fn tx_probe(app: &App, req: &mut Request, raw_key: &str) -> ApiResult {
     http::json(
         200,
         &json!({"error": r.error, "garbage_kept": r.garbage_kept, "idempotency_kept": r.idempotency_kept}),
+    )
+}
+
+async fn legacy_bodies(app: &App, raw_key: &str) -> ApiResult {
+    let key = decode_key(raw_key)?;
+    let r = app.scheduler(&key)?.call(&LegacyBodies {}).await?;
+    http::json(
+        200,
+        &json!({"moved": r.moved, "held_in_bodies": r.held_in_bodies}),
     )
 }
 

@@ -130,12 +130,19 @@ impl KeyScheduler {
     #[cfg(feature = "test-routes")]
     async fn test_call(&self, path: &str, req: &mut Request) -> Result<Response, ApiError> {
         use super::scheduler_io::faults::{arm, FailWrites};
-        use super::scheduler_store::probe::{tx_probe, TxProbe};
+        use super::scheduler_store::probe::{legacy_bodies, tx_probe, LegacyBodies, TxProbe};
         match path {
             FailWrites::PATH => {
                 serve(req, |f: FailWrites| async move { arm(&self.host.sql, &f) }).await
             }
             TxProbe::PATH => serve(req, |p: TxProbe| async move { tx_probe(&self.host, &p) }).await,
+            LegacyBodies::PATH => {
+                serve(
+                    req,
+                    |_: LegacyBodies| async move { legacy_bodies(&self.host) },
+                )
+                .await
+            }
             _ => Err(ApiError::NotFound(format!("no scheduler test call {path}"))),
         }
     }

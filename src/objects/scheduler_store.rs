@@ -3,15 +3,23 @@
 //!
 //! Tables: `kv` (the engine's `Meta` document under `meta`), `uploads` (one
 //! status row per id, terminal rows indexed by their last change for
-//! pruning), `superseded`
-//! and `supersessors` (superseded writes, compactly: see below), `bodies`
-//! (held writes' messages), `garbage` (staged bodies to delete) and
+//! pruning; a held write's message, and so its body, in the row's
+//! `message` column), `superseded` and `supersessors` (superseded writes,
+//! compactly: see below), `garbage` (staged bodies to delete),
 //! `idempotency` (indexed by creation for pruning) and `outbox` (events
-//! owed to the webhook and event queues). Every step's changes
-//! land in one `transactionSync`: all of them or none. The last four
-//! kinds of table are created by the first transaction that inserts into
-//! them ([`LazyTable`]): a key that never needs one never pays the rows
-//! written to create it.
+//! owed to the webhook and event queues). Every step's changes land in one
+//! `transactionSync`: all of them or none. The last four kinds of table
+//! are created by the first transaction that inserts into them
+//! ([`LazyTable`]): a key that never needs one never pays the rows written
+//! to create it.
+//!
+//! A held write's message lives in its status row, not in a table of its
+//! own: the engine holds a write (status row and message) and ends it
+//! (status row, message dropped) in one step each, so the message costs no
+//! row written of its own, and a new key's object creates one table fewer.
+//! Objects created by earlier versions kept messages in a `bodies` table;
+//! they gain the column, and what their `bodies` table still holds is read
+//! and deleted there.
 //!
 //! Most writes to a hot key end superseded, and every status is kept for
 //! the retention window: at 1,000 writes/s on one key, a full row per id
@@ -22,9 +30,13 @@
 //! every reader: the id's sealed claims carry the time), pointing to the
 //! write that superseded it, whose id is stored once in `supersessors`.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
 use pipeline_core::engine::{
     Callback, IdemRecord, Meta, Op, OutboxEntry, Store, StoreError, UploadRecord, Via,
 };
+use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
 use pipeline_core::message::WriteMessage;
 use pipeline_core::status::{CallbackState, UploadState};
@@ -42,19 +54,19 @@ const META: &str = "meta";
 /// entry, not a table row plus an index entry: one row written instead of
 /// two per insert, and SQLite bills rows written); objects created by
 /// earlier versions keep their tables, which answer the same statements.
-const CORE_SCHEMA: [&str; 5] = [
+const CORE_SCHEMA: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, accepted_ms INTEGER NOT NULL, \
      size INTEGER NOT NULL, op TEXT NOT NULL, state TEXT NOT NULL, committed_ms INTEGER, etag TEXT, \
      superseded_by TEXT, error_code TEXT, error_message TEXT, updated_ms INTEGER NOT NULL, \
      via TEXT NOT NULL DEFAULT 'queue', staged_key TEXT, current_etag TEXT, callback_url TEXT, \
-     callback_state TEXT, callback_attempts INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+     callback_state TEXT, callback_attempts INTEGER NOT NULL DEFAULT 0, message TEXT) \
+     WITHOUT ROWID",
     // Prune and the next prune time look at terminal rows only, so only
     // they are indexed: a write's `scheduled` row costs no index entry.
     // (Objects created by earlier versions keep a full index of that name.)
     "CREATE INDEX IF NOT EXISTS uploads_terminal ON uploads (state, updated_ms) \
      WHERE state IN ('committed','superseded','failed')",
-    "CREATE TABLE IF NOT EXISTS bodies (id TEXT PRIMARY KEY, message TEXT NOT NULL) WITHOUT ROWID",
     // An index on `updated_ms` alone, which objects created by earlier versions
     // have, duplicates `uploads_terminal` for every query that reads it
     // and costs a row written on every status change.
@@ -135,7 +147,16 @@ impl LazyTable {
     }
 }
 
-/// Which [`LazyTable`]s exist, as this instance knows it: read from
+/// The table objects created by earlier versions kept held writes'
+/// messages in; never created now.
+const LEGACY_BODIES_TABLE: &str = "bodies";
+
+/// The [`Tables`] bit of [`LEGACY_BODIES_TABLE`] (above every
+/// [`LazyTable`]'s).
+const LEGACY_BODIES: u8 = 1 << 7;
+
+/// Which [`LazyTable`]s exist (and whether [`LEGACY_BODIES_TABLE`] does),
+/// as this instance knows it: read from
 /// `sqlite_master` at first use, updated after each transaction that
 /// created one, and read again after a transaction failed (its creations
 /// rolled back with it).
@@ -161,10 +182,15 @@ impl Tables {
             vec![],
         )
         .map_err(err)?;
+        let legacy = if names.iter().any(|n| n.name == LEGACY_BODIES_TABLE) {
+            LEGACY_BODIES
+        } else {
+            0
+        };
         let bits = LazyTable::ALL
             .iter()
             .filter(|t| names.iter().any(|n| n.name == t.name()))
-            .fold(0, |acc, t| acc | t.bit());
+            .fold(legacy, |acc, t| acc | t.bit());
         self.0.set(Some(bits));
         Ok(bits)
     }
@@ -192,9 +218,57 @@ fn run_all(sql: &SqlStorage, ops: &[Op], have: u8) -> Result<u8, StoreError> {
             created |= table.bit();
         }
     }
-    let have = have | created;
-    ops.iter().try_for_each(|op| run(sql, op, have))?;
+    let step = Step {
+        have: have | created,
+        messages: messages_by_row(ops),
+        supersessors: RefCell::default(),
+    };
+    ops.iter().try_for_each(|op| run(sql, op, &step))?;
     Ok(created)
+}
+
+/// What one step's operations share: the tables that exist, and the
+/// messages its status rows carry.
+struct Step {
+    have: u8,
+    /// For each id whose full status row this step writes and whose
+    /// message it puts (`Some`) or drops (`None`): what the row's `message`
+    /// column becomes. That row write stores or clears the message, so
+    /// the `PutBody` or `DeleteBody` itself writes nothing.
+    messages: HashMap<String, Option<String>>,
+    /// Supersessors this step recorded: id to (number, `last_ms`).
+    supersessors: RefCell<HashMap<String, (i64, i64)>>,
+}
+
+impl Step {
+    fn has(&self, t: LazyTable) -> bool {
+        self.have & t.bit() != 0
+    }
+}
+
+/// The messages put or dropped in `ops` for ids whose full status row
+/// `ops` also writes ([`Step::messages`]).
+fn messages_by_row(ops: &[Op]) -> HashMap<String, Option<String>> {
+    let rows: HashSet<&str> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::PutUpload(r) if !compact(r) => Some(r.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut messages = HashMap::new();
+    for op in ops {
+        match op {
+            Op::PutBody(m) if rows.contains(m.id.as_str()) => {
+                messages.insert(m.id.clone(), Some(m.encode()));
+            }
+            Op::DeleteBody(id) if rows.contains(id.as_str()) => {
+                messages.insert(id.clone(), None);
+            }
+            _ => {}
+        }
+    }
+    messages
 }
 
 const TERMINAL: &str = "state IN ('committed','superseded','failed')";
@@ -222,6 +296,7 @@ pub fn open(sql: &SqlStorage) -> Result<(), StoreError> {
         ("callback_url", "TEXT"),
         ("callback_state", "TEXT"),
         ("callback_attempts", "INTEGER NOT NULL DEFAULT 0"),
+        ("message", "TEXT"),
     ] {
         let probe = format!("SELECT {column} FROM uploads LIMIT 0");
         if sql.exec(&probe, None).is_err() {
@@ -338,24 +413,40 @@ fn compact(r: &UploadRecord) -> bool {
         && r.callback.is_none()
 }
 
-/// Stores a superseded write compactly (and drops a full row it had).
-fn put_superseded(sql: &SqlStorage, r: &UploadRecord) -> Result<(), worker::Error> {
-    let by = r.superseded_by.clone().unwrap_or_default();
+/// Records `by` as a supersessor last seen at `last_ms`; returns its
+/// number.
+fn upsert_supersessor(sql: &SqlStorage, by: &str, last_ms: i64) -> Result<i64, worker::Error> {
     let upsert = "INSERT INTO supersessors (id, last_ms) VALUES (?, ?) \
          ON CONFLICT(id) DO UPDATE SET last_ms = MAX(last_ms, excluded.last_ms)";
-    note(
-        &sql.exec(upsert, vec![by.as_str().into(), r.updated_ms.into()])?,
-        upsert,
-    );
+    note(&sql.exec(upsert, vec![by.into(), last_ms.into()])?, upsert);
     let select = "SELECT n FROM supersessors WHERE id = ?";
-    let cursor = sql.exec(select, vec![by.as_str().into()])?;
+    let cursor = sql.exec(select, vec![by.into()])?;
     let found = cursor.to_array::<SupersessorRow>()?;
     note(&cursor, select);
-    let n = found
+    found
         .into_iter()
         .next()
         .map(|r| r.n)
-        .ok_or_else(|| worker::Error::RustError("supersessor row missing".into()))?;
+        .ok_or_else(|| worker::Error::RustError("supersessor row missing".into()))
+}
+
+/// Stores a superseded write compactly (and drops a full row it had).
+/// A step that supersedes several writes by the same write (a batch's
+/// older writes, the write held before it) writes that supersessor's row
+/// once: every record of a step carries the step's time.
+fn put_superseded(sql: &SqlStorage, r: &UploadRecord, step: &Step) -> Result<(), worker::Error> {
+    let by = r.superseded_by.clone().unwrap_or_default();
+    let known = step.supersessors.borrow().get(&by).copied();
+    let n = match known {
+        Some((n, last_ms)) if last_ms >= r.updated_ms => n,
+        _ => {
+            let n = upsert_supersessor(sql, &by, r.updated_ms)?;
+            step.supersessors
+                .borrow_mut()
+                .insert(by.clone(), (n, r.updated_ms));
+            n
+        }
+    };
     let delete = "DELETE FROM uploads WHERE id = ?";
     note(&sql.exec(delete, vec![r.id.as_str().into()])?, delete);
     let insert = "INSERT OR REPLACE INTO superseded (at, fp, by_n) VALUES (?, ?, ?)";
@@ -406,47 +497,97 @@ fn int(n: u64) -> SqlStorageValue {
     SqlStorageValue::Integer(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// Inserts or replaces `r`'s full status row. `message`: what the row's
+/// message becomes when this step puts or drops it; otherwise the row
+/// keeps the message it had.
+fn put_row(
+    sql: &SqlStorage,
+    r: &UploadRecord,
+    message: Option<&Option<String>>,
+) -> Result<(), ApiError> {
+    let (message_sql, message_arg): (&str, SqlStorageValue) = match message {
+        Some(m) => ("?", m.clone().into()),
+        None => (
+            "(SELECT message FROM uploads WHERE id = ?)",
+            r.id.as_str().into(),
+        ),
+    };
+    let query = format!(
+        "INSERT OR REPLACE INTO uploads (id, accepted_ms, size, op, via, state, committed_ms, \
+         etag, superseded_by, error_code, error_message, updated_ms, staged_key, current_etag, \
+         callback_url, callback_state, callback_attempts, message) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {message_sql})"
+    );
+    exec(
+        sql,
+        &query,
+        vec![
+            r.id.as_str().into(),
+            r.accepted_ms.into(),
+            int(r.size),
+            r.op.as_str().into(),
+            via_str(r.via).into(),
+            r.state.as_str().into(),
+            r.committed_ms.into(),
+            r.etag.clone().into(),
+            r.superseded_by.clone().into(),
+            r.error_code.clone().into(),
+            r.error_message.clone().into(),
+            r.updated_ms.into(),
+            r.staged_key.clone().into(),
+            r.current_etag.clone().into(),
+            r.callback.as_ref().map(|c| c.url.clone()).into(),
+            r.callback
+                .as_ref()
+                .map(|c| c.state.as_str().to_string())
+                .into(),
+            i64::from(r.callback.as_ref().map_or(0, |c| c.attempts)).into(),
+            message_arg,
+        ],
+    )
+}
+
+/// Stores the message of a held write whose status row an earlier step
+/// wrote. There is always such a row (the engine holds a write and writes
+/// its row in one step); if there were none, the step fails rather than
+/// drop the message.
+fn put_message(sql: &SqlStorage, m: &WriteMessage) -> Result<(), ApiError> {
+    let query = "UPDATE uploads SET message = ? WHERE id = ?";
+    let cursor = sql
+        .exec(query, vec![m.encode().into(), m.id.as_str().into()])
+        .map_err(|e| crate::http::internal("sql", e))?;
+    note(&cursor, query);
+    if cursor.rows_written() == 0 {
+        return Err(ApiError::Internal(format!(
+            "no status row to hold the message of {}",
+            m.id
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes `id`'s message from the `bodies` table of an object created by
+/// an earlier version, if it has one.
+fn drop_legacy_body(sql: &SqlStorage, id: &str, step: &Step) -> Result<(), ApiError> {
+    if step.have & LEGACY_BODIES == 0 {
+        return Ok(());
+    }
+    exec(sql, "DELETE FROM bodies WHERE id = ?", vec![id.into()])
+}
+
 /// Runs one operation; `have`: the lazy tables that exist (an insert's
 /// table was created by [`run_all`]; a delete from one that does not exist
 /// has nothing to delete).
-fn run(sql: &SqlStorage, op: &Op, have: u8) -> Result<(), StoreError> {
-    let has = |t: LazyTable| have & t.bit() != 0;
+fn run(sql: &SqlStorage, op: &Op, step: &Step) -> Result<(), StoreError> {
+    let has = |t: LazyTable| step.has(t);
     match op {
         Op::RemoveOutbox(_) if !has(LazyTable::Outbox) => Ok(()),
         Op::RemoveGarbage(_) if !has(LazyTable::Garbage) => Ok(()),
         Op::PutMeta(m) => put_doc(sql, META, m),
         Op::PutUpload(r) if compact(r) => {
-            put_superseded(sql, r).map_err(|e| crate::http::internal("sql", e))
+            put_superseded(sql, r, step).map_err(|e| crate::http::internal("sql", e))
         }
-        Op::PutUpload(r) => exec(
-            sql,
-            "INSERT OR REPLACE INTO uploads (id, accepted_ms, size, op, via, state, committed_ms, \
-             etag, superseded_by, error_code, error_message, updated_ms, staged_key, current_etag, \
-             callback_url, callback_state, callback_attempts) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            vec![
-                r.id.as_str().into(),
-                r.accepted_ms.into(),
-                int(r.size),
-                r.op.as_str().into(),
-                via_str(r.via).into(),
-                r.state.as_str().into(),
-                r.committed_ms.into(),
-                r.etag.clone().into(),
-                r.superseded_by.clone().into(),
-                r.error_code.clone().into(),
-                r.error_message.clone().into(),
-                r.updated_ms.into(),
-                r.staged_key.clone().into(),
-                r.current_etag.clone().into(),
-                r.callback.as_ref().map(|c| c.url.clone()).into(),
-                r.callback
-                    .as_ref()
-                    .map(|c| c.state.as_str().to_string())
-                    .into(),
-                i64::from(r.callback.as_ref().map_or(0, |c| c.attempts)).into(),
-            ],
-        ),
+        Op::PutUpload(r) => put_row(sql, r, step.messages.get(&r.id)),
         Op::PutOutbox(e) => exec(
             sql,
             "INSERT OR IGNORE INTO outbox (msg_id, entry) VALUES (?, ?)",
@@ -460,16 +601,16 @@ fn run(sql: &SqlStorage, op: &Op, have: u8) -> Result<(), StoreError> {
             "DELETE FROM outbox WHERE msg_id = ?",
             vec![id.as_str().into()],
         ),
-        Op::PutBody(m) => exec(
-            sql,
-            "INSERT OR REPLACE INTO bodies (id, message) VALUES (?, ?)",
-            vec![m.id.as_str().into(), m.encode().into()],
-        ),
+        // Stored with the status row this step writes.
+        Op::PutBody(m) if step.messages.contains_key(&m.id) => Ok(()),
+        Op::DeleteBody(id) if step.messages.contains_key(id) => drop_legacy_body(sql, id, step),
+        Op::PutBody(m) => put_message(sql, m),
         Op::DeleteBody(id) => exec(
             sql,
-            "DELETE FROM bodies WHERE id = ?",
+            "UPDATE uploads SET message = NULL WHERE id = ? AND message IS NOT NULL",
             vec![id.as_str().into()],
-        ),
+        )
+        .and_then(|()| drop_legacy_body(sql, id, step)),
         Op::AddGarbage(k) => exec(
             sql,
             "INSERT OR IGNORE INTO garbage (staged_key) VALUES (?)",
@@ -598,13 +739,21 @@ impl Store for SchedulerHost {
     }
 
     fn body(&self, id: &str) -> Result<Option<WriteMessage>, StoreError> {
-        match first::<MessageRow>(
+        let mut found = first::<MessageRow>(
             &self.sql,
-            "SELECT message FROM bodies WHERE id = ?",
+            "SELECT message FROM uploads WHERE id = ? AND message IS NOT NULL",
             vec![id.into()],
         )
-        .map_err(err)?
-        {
+        .map_err(err)?;
+        if found.is_none() && self.tables.present(&self.sql)? & LEGACY_BODIES != 0 {
+            found = first::<MessageRow>(
+                &self.sql,
+                "SELECT message FROM bodies WHERE id = ?",
+                vec![id.into()],
+            )
+            .map_err(err)?;
+        }
+        match found {
             None => Ok(None),
             Some(r) => serde_json::from_str(&r.message)
                 .map(Some)
@@ -778,5 +927,60 @@ pub mod probe {
             )?;
         }
         Ok(reply)
+    }
+
+    /// Moves every held write's message into a `bodies` table, as objects
+    /// created by earlier versions kept them (`POST
+    /// /_test/legacy-bodies/{key}`): the upgrade path's test.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct LegacyBodies {}
+
+    /// How many messages moved, and how many the `bodies` table holds.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct LegacyBodiesReply {
+        pub moved: i64,
+        pub held_in_bodies: i64,
+    }
+
+    impl Call for LegacyBodies {
+        const PATH: &'static str = "/_test/legacy-bodies";
+        type Reply = LegacyBodiesReply;
+    }
+
+    #[derive(Deserialize)]
+    struct CountRow {
+        n: i64,
+    }
+
+    /// Moves the messages (in one transaction) and forgets which tables
+    /// exist, as a restart would.
+    ///
+    /// # Errors
+    /// Storage errors; then nothing moved.
+    pub fn legacy_bodies(host: &SchedulerHost) -> Result<LegacyBodiesReply, ApiError> {
+        let count = |sql: &worker::SqlStorage, q: &str| -> Result<i64, ApiError> {
+            Ok(crate::objects::sql::first::<CountRow>(sql, q, vec![])?.map_or(0, |r| r.n))
+        };
+        let moved = count(
+            &host.sql,
+            "SELECT COUNT(*) AS n FROM uploads WHERE message IS NOT NULL",
+        )?;
+        host.atomically(|sql| {
+            for stmt in [
+                "CREATE TABLE IF NOT EXISTS bodies (id TEXT PRIMARY KEY, message TEXT NOT NULL) \
+                 WITHOUT ROWID",
+                "INSERT OR REPLACE INTO bodies (id, message) \
+                 SELECT id, message FROM uploads WHERE message IS NOT NULL",
+                "UPDATE uploads SET message = NULL WHERE message IS NOT NULL",
+            ] {
+                exec(sql, stmt, vec![]).map_err(err)?;
+            }
+            Ok(())
+        })?;
+        host.tables.forget();
+        Ok(LegacyBodiesReply {
+            moved,
+            held_in_bodies: count(&host.sql, "SELECT COUNT(*) AS n FROM bodies")?,
+        })
     }
 }

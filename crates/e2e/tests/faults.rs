@@ -1162,3 +1162,56 @@ fn a_failing_storage_step_rolls_back_its_earlier_writes() {
     );
     println!("FIGURES tx-probe: committed {ok}; rolled back {failed}");
 }
+
+/// Schedulers created by earlier versions kept held writes' messages in a
+/// `bodies` table; now a message lives in its write's status row. A write
+/// held when such an object meets the new code still commits its own body,
+/// and its message is deleted from the old table when it ends.
+#[test]
+fn a_write_held_in_an_earlier_versions_bodies_table_commits_its_body() {
+    let c = e2e::shared().client();
+    let key = unique_key("legacy-bodies");
+    let legacy = || -> serde_json::Value {
+        let r = c
+            .raw(
+                "POST",
+                &format!("/_test/legacy-bodies/{}", pipeline_client::encode_key(&key)),
+                &[("Content-Type", "application/json")],
+                Some(b"{}"),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "legacy-bodies: {}", r.text());
+        r.json().unwrap()
+    };
+    // Two failed attempts hold the write for 1 + 2 s of backoff.
+    fail_writes(&c, &key, 2);
+    let body = b"held across the upgrade".to_vec();
+    let w = c.put_object(&key, &body, &PutOptions::default()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let moved = loop {
+        let r = legacy();
+        if r["moved"].as_i64() == Some(1) {
+            break r;
+        }
+        let st = c.upload_status(&w.id, None).unwrap();
+        assert!(
+            !st.state.is_terminal(),
+            "the write ended before its message could be moved: {st:?} {r}"
+        );
+        assert!(Instant::now() < deadline, "the write was never held: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(moved["held_in_bodies"].as_i64(), Some(1), "{moved}");
+    let st = c.wait_terminal(&w.id, Duration::from_secs(60)).unwrap();
+    assert_eq!(st.state, UploadState::Committed, "{st:?}");
+    let obj = c.get_object(&key, &GetOptions::default()).unwrap();
+    assert_eq!(obj.body, body, "the committed object is not the held body");
+    assert_eq!(obj.meta("upload-id"), Some(w.id.as_str()));
+    let after = legacy();
+    assert_eq!(
+        (after["moved"].as_i64(), after["held_in_bodies"].as_i64()),
+        (Some(0), Some(0)),
+        "the ended write's message is still held: {after}"
+    );
+    println!("FIGURES legacy-bodies: moved {moved}; after the commit {after}");
+}
