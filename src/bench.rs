@@ -20,6 +20,10 @@
 //! - `POST /_test/legacy-bodies/{key}`: moves the key's held messages into
 //!   a `bodies` table, where schedulers created by earlier versions kept
 //!   them; answers how many moved and how many that table holds.
+//! - `POST /_test/legacy-superseded/{key}`: moves the key's superseded
+//!   writes into the `superseded` and `supersessors` tables, one row per
+//!   write, where schedulers created by earlier versions kept them;
+//!   answers how many moved and how many rows that table holds.
 //! - `POST /_test/enqueue-raw`: sends the body as a raw queue message.
 //! - `GET /_test/staged`: the staged bodies still in the bucket.
 //! - `PUT /_test/stage-orphan`: stages a body and sends nothing (a producer
@@ -49,7 +53,7 @@ use worker::{
 use crate::app::App;
 use crate::http::{self, internal, log, now_ms, ApiResult};
 use crate::objects::scheduler_io::faults::FailWrites;
-use crate::objects::scheduler_store::probe::{LegacyBodies, TxProbe};
+use crate::objects::scheduler_store::probe::{LegacyBodies, LegacySuperseded, TxProbe};
 use crate::producer::{self, Delivery};
 
 /// The billing counts route (not counted as a Worker request).
@@ -144,6 +148,9 @@ pub async fn route(app: &App, ctx: &Context, mut req: Request, path: &str) -> Op
         }
         (Method::Post, p) if p.starts_with("/_test/legacy-bodies/") => {
             legacy_bodies(app, &p["/_test/legacy-bodies/".len()..]).await
+        }
+        (Method::Post, p) if p.starts_with("/_test/legacy-superseded/") => {
+            legacy_superseded(app, &p["/_test/legacy-superseded/".len()..]).await
         }
         (Method::Post, "/_test/enqueue-raw") => enqueue_raw(app, &mut req).await,
         (Method::Get, "/_test/staged") => staged(app).await,
@@ -262,6 +269,15 @@ async fn legacy_bodies(app: &App, raw_key: &str) -> ApiResult {
     http::json(
         200,
         &json!({"moved": r.moved, "held_in_bodies": r.held_in_bodies}),
+    )
+}
+
+async fn legacy_superseded(app: &App, raw_key: &str) -> ApiResult {
+    let key = decode_key(raw_key)?;
+    let r = app.scheduler(&key)?.call(&LegacySuperseded {}).await?;
+    http::json(
+        200,
+        &json!({"moved": r.moved, "rows_in_superseded": r.rows_in_superseded}),
     )
 }
 

@@ -130,7 +130,9 @@ impl KeyScheduler {
     #[cfg(feature = "test-routes")]
     async fn test_call(&self, path: &str, req: &mut Request) -> Result<Response, ApiError> {
         use super::scheduler_io::faults::{arm, FailWrites};
-        use super::scheduler_store::probe::{legacy_bodies, tx_probe, LegacyBodies, TxProbe};
+        use super::scheduler_store::probe::{
+            legacy_bodies, legacy_superseded, tx_probe, LegacyBodies, LegacySuperseded, TxProbe,
+        };
         match path {
             FailWrites::PATH => {
                 serve(req, |f: FailWrites| async move { arm(&self.host.sql, &f) }).await
@@ -141,6 +143,12 @@ impl KeyScheduler {
                     req,
                     |_: LegacyBodies| async move { legacy_bodies(&self.host) },
                 )
+                .await
+            }
+            LegacySuperseded::PATH => {
+                serve(req, |_: LegacySuperseded| async move {
+                    legacy_superseded(&self.host)
+                })
                 .await
             }
             _ => Err(ApiError::NotFound(format!("no scheduler test call {path}"))),

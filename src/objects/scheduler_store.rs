@@ -4,8 +4,8 @@
 //! Tables: `kv` (the engine's `Meta` document under `meta`), `uploads` (one
 //! status row per id, terminal rows indexed by their last change for
 //! pruning; a held write's message, and so its body, in the row's
-//! `message` column), `superseded` and `supersessors` (superseded writes,
-//! compactly: see below), `garbage` (staged bodies to delete),
+//! `message` column), `superseded_sets` (superseded writes, compactly:
+//! see below), `garbage` (staged bodies to delete),
 //! `idempotency` (indexed by creation for pruning) and `outbox` (events
 //! owed to the webhook and event queues). Every step's changes land in one
 //! `transactionSync`: all of them or none. The last four kinds of table
@@ -25,10 +25,14 @@
 //! the retention window: at 1,000 writes/s on one key, a full row per id
 //! (estimated, not measured: ids of about 100 characters stored twice plus
 //! an index, some 350 to 400 bytes) would pass the object's 10 GB within a
-//! day. A superseded write is therefore one row of three integers, keyed by
-//! its acceptance time and a 53-bit fingerprint of its id (both known to
-//! every reader: the id's sealed claims carry the time), pointing to the
-//! write that superseded it, whose id is stored once in `supersessors`.
+//! day, and a row per write is a row written per write. The writes one step
+//! supersedes by one write are therefore one row of `superseded_sets`
+//! ([`pipeline_core::superseded`]): the superseding id once, and each
+//! superseded write as its acceptance time and a 53-bit fingerprint of its
+//! id (both known to every reader: the id's sealed claims carry the time).
+//! Objects created by earlier versions kept one row per superseded write in
+//! `superseded`, pointing into `supersessors`; those rows are still read
+//! and pruned there, and new ones go to `superseded_sets`.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -40,6 +44,7 @@ use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
 use pipeline_core::message::WriteMessage;
 use pipeline_core::status::{CallbackState, UploadState};
+use pipeline_core::superseded::{self, Member, SupersededSet, SET_SPAN_MS};
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
@@ -80,7 +85,7 @@ const CORE_SCHEMA: [&str; 4] = [
 /// 17 rows written before its first write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LazyTable {
-    /// `superseded` and `supersessors`: superseded writes, compactly.
+    /// `superseded_sets`: superseded writes, compactly.
     Superseded,
     /// Staged bodies to delete.
     Garbage,
@@ -106,7 +111,7 @@ impl LazyTable {
     /// below create it last, in one transaction with the rest).
     fn name(self) -> &'static str {
         match self {
-            LazyTable::Superseded => "superseded",
+            LazyTable::Superseded => "superseded_sets",
             LazyTable::Garbage => "garbage",
             LazyTable::Idempotency => "idempotency",
             LazyTable::Outbox => "outbox",
@@ -116,10 +121,9 @@ impl LazyTable {
     fn schema(self) -> &'static [&'static str] {
         match self {
             LazyTable::Superseded => &[
-                "CREATE TABLE IF NOT EXISTS supersessors (n INTEGER PRIMARY KEY, \
-                 id TEXT NOT NULL UNIQUE, last_ms INTEGER NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS superseded (at INTEGER NOT NULL, fp INTEGER NOT NULL, \
-                 by_n INTEGER NOT NULL, PRIMARY KEY (at, fp)) WITHOUT ROWID",
+                "CREATE TABLE IF NOT EXISTS superseded_sets (first_at INTEGER NOT NULL, \
+                 tag INTEGER NOT NULL, by_id TEXT NOT NULL, members TEXT NOT NULL, \
+                 PRIMARY KEY (first_at, tag)) WITHOUT ROWID",
             ],
             LazyTable::Garbage => {
                 &["CREATE TABLE IF NOT EXISTS garbage (staged_key TEXT PRIMARY KEY) WITHOUT ROWID"]
@@ -155,6 +159,15 @@ const LEGACY_BODIES_TABLE: &str = "bodies";
 /// [`LazyTable`]'s).
 const LEGACY_BODIES: u8 = 1 << 7;
 
+/// The table objects created by earlier versions kept superseded writes
+/// in, one row each (`at`, `fp`, `by_n`), with their superseding ids in
+/// `supersessors` (`n`, `id`, `last_ms`); created by the test route that
+/// stands for such an object, read and pruned, never written otherwise.
+const LEGACY_SUPERSEDED_TABLE: &str = "superseded";
+
+/// The [`Tables`] bit of [`LEGACY_SUPERSEDED_TABLE`].
+const LEGACY_SUPERSEDED: u8 = 1 << 6;
+
 /// Which [`LazyTable`]s exist (and whether [`LEGACY_BODIES_TABLE`] does),
 /// as this instance knows it: read from
 /// `sqlite_master` at first use, updated after each transaction that
@@ -182,8 +195,13 @@ impl Tables {
             vec![],
         )
         .map_err(err)?;
-        let legacy = if names.iter().any(|n| n.name == LEGACY_BODIES_TABLE) {
+        let has = |table: &str| names.iter().any(|n| n.name == table);
+        let legacy = if has(LEGACY_BODIES_TABLE) {
             LEGACY_BODIES
+        } else {
+            0
+        } | if has(LEGACY_SUPERSEDED_TABLE) {
+            LEGACY_SUPERSEDED
         } else {
             0
         };
@@ -221,7 +239,17 @@ fn run_all(sql: &SqlStorage, ops: &[Op], have: u8) -> Result<u8, StoreError> {
     let step = Step {
         have: have | created,
         messages: messages_by_row(ops),
-        supersessors: RefCell::default(),
+        superseded: RefCell::new(Some(superseded::sets(
+            ops.iter()
+                .filter_map(|op| match op {
+                    Op::PutUpload(r) if compact(r) => Some((
+                        r.superseded_by.clone().unwrap_or_default(),
+                        Member::of(&r.id, r.accepted_ms),
+                    )),
+                    _ => None,
+                })
+                .collect(),
+        ))),
     };
     ops.iter().try_for_each(|op| run(sql, op, &step))?;
     Ok(created)
@@ -236,8 +264,9 @@ struct Step {
     /// column becomes. That row write stores or clears the message, so
     /// the `PutBody` or `DeleteBody` itself writes nothing.
     messages: HashMap<String, Option<String>>,
-    /// Supersessors this step recorded: id to (number, `last_ms`).
-    supersessors: RefCell<HashMap<String, (i64, i64)>>,
+    /// The sets of the writes this step stores compactly, until the
+    /// first of them is run (which stores them all).
+    superseded: RefCell<Option<Vec<SupersededSet>>>,
 }
 
 impl Step {
@@ -380,27 +409,19 @@ impl UploadRow {
     }
 }
 
-/// A compact superseded row, joined with its supersessor's id.
+/// A stored set of superseded writes ([`SupersededSet`]).
 #[derive(Deserialize)]
-struct SupersededRow {
+struct SetRow {
+    first_at: i64,
     by_id: String,
+    members: String,
 }
 
+/// A superseded row of an object created by an earlier version, joined
+/// with its supersessor's id.
 #[derive(Deserialize)]
-struct SupersessorRow {
-    n: i64,
-}
-
-/// A 53-bit fingerprint of an id (the first bytes of its SHA-256): the
-/// widest integer that crosses into the runtime's SQLite binding exactly
-/// (JavaScript numbers). Two ids accepted in the same millisecond would
-/// have to collide for a status to be misread.
-pub fn fingerprint(id: &str) -> i64 {
-    use sha2::{Digest, Sha256};
-    let h = Sha256::digest(id.as_bytes());
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&h[..8]);
-    i64::from_be_bytes(b) & ((1i64 << 53) - 1)
+struct LegacySupersededRow {
+    by_id: String,
 }
 
 /// Whether a row is kept compactly: a queued write that ended superseded
@@ -413,50 +434,31 @@ fn compact(r: &UploadRecord) -> bool {
         && r.callback.is_none()
 }
 
-/// Records `by` as a supersessor last seen at `last_ms`; returns its
-/// number.
-fn upsert_supersessor(sql: &SqlStorage, by: &str, last_ms: i64) -> Result<i64, worker::Error> {
-    let upsert = "INSERT INTO supersessors (id, last_ms) VALUES (?, ?) \
-         ON CONFLICT(id) DO UPDATE SET last_ms = MAX(last_ms, excluded.last_ms)";
-    note(&sql.exec(upsert, vec![by.into(), last_ms.into()])?, upsert);
-    let select = "SELECT n FROM supersessors WHERE id = ?";
-    let cursor = sql.exec(select, vec![by.into()])?;
-    let found = cursor.to_array::<SupersessorRow>()?;
-    note(&cursor, select);
-    found
-        .into_iter()
-        .next()
-        .map(|r| r.n)
-        .ok_or_else(|| worker::Error::RustError("supersessor row missing".into()))
-}
-
-/// Stores a superseded write compactly (and drops a full row it had).
-/// A step that supersedes several writes by the same write (a batch's
-/// older writes, the write held before it) writes that supersessor's row
-/// once: every record of a step carries the step's time.
+/// Stores a superseded write compactly: drops a full row it had, and, the
+/// first time in a step, stores every set of the step's compact writes
+/// (one row per set, whatever its number of writes).
 fn put_superseded(sql: &SqlStorage, r: &UploadRecord, step: &Step) -> Result<(), worker::Error> {
-    let by = r.superseded_by.clone().unwrap_or_default();
-    let known = step.supersessors.borrow().get(&by).copied();
-    let n = match known {
-        Some((n, last_ms)) if last_ms >= r.updated_ms => n,
-        _ => {
-            let n = upsert_supersessor(sql, &by, r.updated_ms)?;
-            step.supersessors
-                .borrow_mut()
-                .insert(by.clone(), (n, r.updated_ms));
-            n
-        }
-    };
     let delete = "DELETE FROM uploads WHERE id = ?";
     note(&sql.exec(delete, vec![r.id.as_str().into()])?, delete);
-    let insert = "INSERT OR REPLACE INTO superseded (at, fp, by_n) VALUES (?, ?, ?)";
-    note(
-        &sql.exec(
+    let Some(sets) = step.superseded.borrow_mut().take() else {
+        return Ok(());
+    };
+    let insert =
+        "INSERT OR REPLACE INTO superseded_sets (first_at, tag, by_id, members) VALUES (?, ?, ?, ?)";
+    for set in sets {
+        note(
+            &sql.exec(
+                insert,
+                vec![
+                    set.first_at().into(),
+                    set.tag().into(),
+                    set.by_id.as_str().into(),
+                    set.encode_members().into(),
+                ],
+            )?,
             insert,
-            vec![r.accepted_ms.into(), fingerprint(&r.id).into(), n.into()],
-        )?,
-        insert,
-    );
+        );
+    }
     Ok(())
 }
 
@@ -642,6 +644,17 @@ fn run(sql: &SqlStorage, op: &Op, step: &Step) -> Result<(), StoreError> {
             if !has(LazyTable::Superseded) {
                 return Ok(());
             }
+            // A set goes once its last possible member is past the window.
+            exec(
+                sql,
+                "DELETE FROM superseded_sets WHERE first_at < ?",
+                vec![(*uploads_before - SET_SPAN_MS).into()],
+            )
+        })
+        .and_then(|()| {
+            if step.have & LEGACY_SUPERSEDED == 0 {
+                return Ok(());
+            }
             exec(
                 sql,
                 "DELETE FROM superseded WHERE at < ?",
@@ -709,17 +722,32 @@ impl Store for SchedulerHost {
         if let Some(row) = full {
             return row.record().map(Some);
         }
-        if !self.has(LazyTable::Superseded)? {
-            return Ok(None);
+        let have = self.tables.present(&self.sql)?;
+        let member = Member::of(id, accepted_ms);
+        let mut by_id = None;
+        if have & LazyTable::Superseded.bit() != 0 {
+            by_id = rows::<SetRow>(
+                &self.sql,
+                "SELECT first_at, by_id, members FROM superseded_sets \
+                 WHERE first_at >= ? AND first_at <= ? ORDER BY first_at DESC",
+                vec![(accepted_ms - SET_SPAN_MS).into(), accepted_ms.into()],
+            )
+            .map_err(err)?
+            .into_iter()
+            .find(|s| superseded::holds(s.first_at, &s.members, member))
+            .map(|s| s.by_id);
         }
-        let compact = first::<SupersededRow>(
-            &self.sql,
-            "SELECT p.id AS by_id FROM superseded s JOIN supersessors p ON p.n = s.by_n \
-             WHERE s.at = ? AND s.fp = ?",
-            vec![accepted_ms.into(), fingerprint(id).into()],
-        )
-        .map_err(err)?;
-        Ok(compact.map(|row| UploadRecord {
+        if by_id.is_none() && have & LEGACY_SUPERSEDED != 0 {
+            by_id = first::<LegacySupersededRow>(
+                &self.sql,
+                "SELECT p.id AS by_id FROM superseded s JOIN supersessors p ON p.n = s.by_n \
+                 WHERE s.at = ? AND s.fp = ?",
+                vec![accepted_ms.into(), member.fp.into()],
+            )
+            .map_err(err)?
+            .map(|r| r.by_id);
+        }
+        Ok(by_id.map(|by_id| UploadRecord {
             id: id.to_string(),
             accepted_ms,
             size: 0,
@@ -728,7 +756,7 @@ impl Store for SchedulerHost {
             state: UploadState::Superseded,
             committed_ms: None,
             etag: None,
-            superseded_by: Some(row.by_id),
+            superseded_by: Some(by_id),
             error_code: None,
             error_message: None,
             updated_ms: accepted_ms,
@@ -821,7 +849,13 @@ impl Store for SchedulerHost {
         let full = min(&format!(
             "SELECT MIN(updated_ms) AS t FROM uploads WHERE {TERMINAL}"
         ))?;
-        let compact = if self.has(LazyTable::Superseded)? {
+        let have = self.tables.present(&self.sql)?;
+        let sets = if have & LazyTable::Superseded.bit() != 0 {
+            min("SELECT MIN(first_at) AS t FROM superseded_sets")?.map(|t| t + SET_SPAN_MS)
+        } else {
+            None
+        };
+        let legacy = if have & LEGACY_SUPERSEDED != 0 {
             min("SELECT MIN(at) AS t FROM superseded")?
         } else {
             None
@@ -831,7 +865,7 @@ impl Store for SchedulerHost {
         } else {
             None
         };
-        Ok(([full, compact].into_iter().flatten().min(), idem))
+        Ok(([full, sets, legacy].into_iter().flatten().min(), idem))
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
@@ -981,6 +1015,99 @@ pub mod probe {
         Ok(LegacyBodiesReply {
             moved,
             held_in_bodies: count(&host.sql, "SELECT COUNT(*) AS n FROM bodies")?,
+        })
+    }
+
+    /// Moves every superseded set into the `superseded` and `supersessors`
+    /// tables, one row per write, as objects created by earlier versions
+    /// kept them (`POST /_test/legacy-superseded/{key}`): the upgrade
+    /// path's test.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct LegacySuperseded {}
+
+    /// How many writes moved, and how many rows the old table holds.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct LegacySupersededReply {
+        pub moved: i64,
+        pub rows_in_superseded: i64,
+    }
+
+    impl Call for LegacySuperseded {
+        const PATH: &'static str = "/_test/legacy-superseded";
+        type Reply = LegacySupersededReply;
+    }
+
+    /// Moves the writes (in one transaction) and forgets which tables
+    /// exist, as a restart would.
+    ///
+    /// # Errors
+    /// Storage errors; then nothing moved.
+    pub fn legacy_superseded(host: &SchedulerHost) -> Result<LegacySupersededReply, ApiError> {
+        #[derive(Deserialize)]
+        struct SetRow {
+            first_at: i64,
+            by_id: String,
+            members: String,
+        }
+        let sets = if host.has(LazyTable::Superseded)? {
+            crate::objects::sql::rows::<SetRow>(
+                &host.sql,
+                "SELECT first_at, by_id, members FROM superseded_sets",
+                vec![],
+            )?
+        } else {
+            Vec::new()
+        };
+        let moved = sets
+            .iter()
+            .map(|s| pipeline_core::superseded::members(s.first_at, &s.members).len())
+            .sum::<usize>();
+        host.atomically(move |sql| {
+            for stmt in [
+                "CREATE TABLE IF NOT EXISTS supersessors (n INTEGER PRIMARY KEY, \
+                 id TEXT NOT NULL UNIQUE, last_ms INTEGER NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS superseded (at INTEGER NOT NULL, fp INTEGER NOT NULL, \
+                 by_n INTEGER NOT NULL, PRIMARY KEY (at, fp)) WITHOUT ROWID",
+            ] {
+                exec(sql, stmt, vec![]).map_err(err)?;
+            }
+            for set in &sets {
+                exec(
+                    sql,
+                    "INSERT INTO supersessors (id, last_ms) VALUES (?, ?) \
+                     ON CONFLICT(id) DO UPDATE SET last_ms = MAX(last_ms, excluded.last_ms)",
+                    vec![set.by_id.as_str().into(), set.first_at.into()],
+                )
+                .map_err(err)?;
+                for m in pipeline_core::superseded::members(set.first_at, &set.members) {
+                    exec(
+                        sql,
+                        "INSERT OR REPLACE INTO superseded (at, fp, by_n) \
+                         SELECT ?, ?, n FROM supersessors WHERE id = ?",
+                        vec![m.at.into(), m.fp.into(), set.by_id.as_str().into()],
+                    )
+                    .map_err(err)?;
+                }
+            }
+            if !sets.is_empty() {
+                exec(sql, "DELETE FROM superseded_sets", vec![]).map_err(err)?;
+            }
+            Ok(())
+        })?;
+        host.tables.forget();
+        #[derive(Deserialize)]
+        struct CountRow {
+            n: i64,
+        }
+        let rows_in_superseded = crate::objects::sql::first::<CountRow>(
+            &host.sql,
+            "SELECT COUNT(*) AS n FROM superseded",
+            vec![],
+        )?
+        .map_or(0, |r| r.n);
+        Ok(LegacySupersededReply {
+            moved: i64::try_from(moved).unwrap_or(i64::MAX),
+            rows_in_superseded,
         })
     }
 }

@@ -1215,3 +1215,88 @@ fn a_write_held_in_an_earlier_versions_bodies_table_commits_its_body() {
     );
     println!("FIGURES legacy-bodies: moved {moved}; after the commit {after}");
 }
+
+/// Schedulers created by earlier versions kept each superseded write as a
+/// row of `superseded`, its superseding write's id in `supersessors`; now
+/// one row holds every write a step superseded by one write. Statuses
+/// stored the old way still read as they did, beside ones stored the new
+/// way on the same key.
+#[test]
+fn superseded_writes_stored_by_an_earlier_version_still_read_superseded() {
+    let c = e2e::shared().client();
+    let key = unique_key("legacy-superseded");
+    let legacy = || -> serde_json::Value {
+        let r = c
+            .raw(
+                "POST",
+                &format!(
+                    "/_test/legacy-superseded/{}",
+                    pipeline_client::encode_key(&key)
+                ),
+                &[("Content-Type", "application/json")],
+                Some(b"{}"),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "legacy-superseded: {}", r.text());
+        r.json().unwrap()
+    };
+    // A burst of writes to one key: the newest of each delivery commits,
+    // the others end superseded by it.
+    let burst = |tag: &str| -> Vec<(String, String)> {
+        let ids: Vec<String> = (0..8)
+            .map(|i| {
+                c.put_object(
+                    &key,
+                    format!("{tag} {i}").as_bytes(),
+                    &PutOptions::default(),
+                )
+                .unwrap()
+                .id
+            })
+            .collect();
+        let mut superseded = Vec::new();
+        for id in &ids {
+            let st = c.wait_terminal(id, Duration::from_secs(60)).unwrap();
+            match &st.state {
+                UploadState::Committed => {}
+                UploadState::Superseded => {
+                    let by = st.superseded_by.clone().expect("superseded_by");
+                    superseded.push((id.clone(), by));
+                }
+                other => panic!("{id} ended {other:?}: {st:?}"),
+            }
+        }
+        assert!(!superseded.is_empty(), "the burst superseded nothing");
+        superseded
+    };
+    let old = burst("old");
+    let moved = legacy();
+    assert_eq!(
+        (
+            moved["moved"].as_u64(),
+            moved["rows_in_superseded"].as_u64()
+        ),
+        (Some(old.len() as u64), Some(old.len() as u64)),
+        "{moved}"
+    );
+    let check = |writes: &[(String, String)], what: &str| {
+        for (id, by) in writes {
+            let st = c.upload_status(id, None).unwrap();
+            assert_eq!(st.state, UploadState::Superseded, "{what} {id}: {st:?}");
+            assert_eq!(
+                st.superseded_by.as_deref(),
+                Some(by.as_str()),
+                "{what} {id}"
+            );
+        }
+    };
+    check(&old, "stored the old way");
+    let new = burst("new");
+    check(&new, "stored the new way");
+    check(&old, "stored the old way, after new writes");
+    println!(
+        "FIGURES legacy-superseded: {} writes moved to the old tables, {} superseded after",
+        old.len(),
+        new.len()
+    );
+}

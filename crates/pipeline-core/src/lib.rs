@@ -31,6 +31,7 @@ pub mod ratelimit;
 pub mod schedule;
 pub mod stats;
 pub mod status;
+pub mod superseded;
 pub mod time;
 pub mod webhook;
 pub mod write_condition;
