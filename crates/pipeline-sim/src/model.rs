@@ -235,6 +235,8 @@ pub struct Ledger {
     pub ended_ms: BTreeMap<String, i64>,
     /// Time of every call into a scheduler object: `(object, ms)`.
     pub object_calls: Vec<(usize, i64)>,
+    /// When each stats push reached the shard.
+    pub stats_pushes: Vec<i64>,
     /// Sends to the webhook and event queues (each may repeat).
     pub notified: u64,
     /// Messages dead-lettered because their scheduler was unreachable.

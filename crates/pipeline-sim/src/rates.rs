@@ -59,6 +59,9 @@ pub struct RateReport {
     /// the most in any 1000 ms window.
     pub scheduler_calls_per_s: f64,
     pub max_scheduler_calls_in_1s: usize,
+    /// Stats pushes that reached the shard while clients wrote (each a
+    /// shard call writing rows, and an acknowledgement written).
+    pub stats_pushes_while_writing: usize,
     /// Simulator events run.
     pub events: u64,
 }
@@ -198,6 +201,7 @@ pub fn run_rate(seed: u64, per_key_per_s: u64, run_ms: i64) -> Result<RateReport
         visible_after_ms: percentiles(visible),
         scheduler_calls_per_s: calls_while_writing as f64 * 1000.0 / run_ms.max(1) as f64,
         max_scheduler_calls_in_1s: most_in_window(&calls, 1000),
+        stats_pushes_while_writing: l.stats_pushes.iter().filter(|t| **t < until).count(),
         events: report.events,
     })
 }

@@ -680,6 +680,7 @@ impl World {
                 }
                 let now = self.now();
                 let mut l = self.ledger.borrow_mut();
+                l.stats_pushes.push(now);
                 l.shard.push(
                     &Push {
                         source,

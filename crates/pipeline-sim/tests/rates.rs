@@ -2,6 +2,7 @@
 //! (`pipeline_sim::rates`), and the check shown to fail on a planted
 //! defect that every fault run passes.
 
+use pipeline_core::engine::STATS_QUEUED_PUSH_INTERVAL_MS;
 use pipeline_sim::rates::run_rate;
 use pipeline_sim::{plant, run, Bug};
 
@@ -44,6 +45,28 @@ fn a_hot_key_at_15144_uploads_a_second_gets_one_scheduler_call_per_full_batch() 
         r.within_object_limit(),
         "{} calls in one second",
         r.max_scheduler_calls_in_1s
+    );
+}
+
+/// A hot key of queued writes pushes its counts to the stats shard at most
+/// once per [`STATS_QUEUED_PUSH_INTERVAL_MS`] (each push writes rows at
+/// the shard and an acknowledgement in the key's own storage), yet does
+/// push while it is being written.
+#[test]
+fn a_hot_key_of_queued_writes_pushes_its_stats_once_per_interval() {
+    plant(None);
+    let run_ms = 20_000;
+    let r = run_rate(1, 151, run_ms).unwrap_or_else(|f| panic!("{f}"));
+    let most = run_ms / STATS_QUEUED_PUSH_INTERVAL_MS + 1;
+    println!(
+        "{} stats pushes in {run_ms} ms of writing (at most {most})",
+        r.stats_pushes_while_writing
+    );
+    assert!(r.stats_pushes_while_writing >= 2, "{r:?}");
+    assert!(
+        i64::try_from(r.stats_pushes_while_writing).unwrap_or(i64::MAX) <= most,
+        "{} stats pushes in {run_ms} ms",
+        r.stats_pushes_while_writing
     );
 }
 

@@ -13,7 +13,7 @@
 use crate::engine::planted::{active, Bug};
 use crate::engine::{
     BlobError, End, Host, Memory, Op, PutBody, RetryDoc, Scheduler, Stored, BUSY_RECHECK_MS,
-    GARBAGE_PER_RUN, STATS_PUSH_INTERVAL_MS, WATCHDOG_MS,
+    GARBAGE_PER_RUN, WATCHDOG_MS,
 };
 use crate::error::ApiError;
 use crate::id::WriteOp;
@@ -48,7 +48,7 @@ impl<H: Host> Scheduler<'_, H> {
         }
         self.commit_if_free().await?;
         self.flush_outbox().await?;
-        self.push_stats(STATS_PUSH_INTERVAL_MS).await?;
+        self.push_stats(None).await?;
         self.reschedule().await
     }
 

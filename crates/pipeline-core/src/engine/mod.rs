@@ -73,10 +73,21 @@ pub const STATS_GRACE_MS: i64 = 1000;
 pub const POLL_INTERVAL_MS: i64 = 100;
 /// How soon dirty totals are pushed again after a failed push.
 pub const STATS_RETRY_MS: i64 = 5000;
-/// At most one stats push per key per this interval, from the alarm (or a
-/// status poll waiting for its write's counts). Longer: fewer shard calls
-/// from hot keys; shorter: `/stats` catches up sooner after a write ends.
+/// At most one stats push per key per this interval from the alarm while
+/// the key's unpushed counts include one a client learned of without a
+/// status poll (a sync write's answer, a `429`): the API promises those in
+/// `/stats` within about a second. Longer: fewer shard calls from keys
+/// written in sync mode; shorter: `/stats` catches up sooner.
 pub const STATS_PUSH_INTERVAL_MS: i64 = 1000;
+/// At most one stats push per key per this interval from the alarm while
+/// its unpushed counts are all of queued writes (a status poll that sees
+/// its write end pushes at once, so a client never reads `/stats` behind
+/// what its polls showed). Every push is a shard call writing two rows
+/// and an acknowledgement writing one: a hot key pushing every second
+/// paid about one row written per upload in the storm benchmark. Longer:
+/// fewer of those; shorter: `/stats`, `/metrics` and the operations page
+/// count queued writes' ends sooner.
+pub const STATS_QUEUED_PUSH_INTERVAL_MS: i64 = 5000;
 /// The spacing for a push made by a status poll whose write ended while
 /// its counts wait for the alarm's push: none. The poll's answer waits for
 /// the push, so the reader pays; pushes stay one at a time per key and only
@@ -183,6 +194,12 @@ impl Tx {
         f(&mut self.meta.stats.totals);
         self.meta.stats.version += 1;
         self.meta.stats.dirty = true;
+    }
+
+    /// Marks this step's counts as ones a client learns of without a
+    /// status poll: pushed within [`STATS_PUSH_INTERVAL_MS`].
+    pub fn count_is_answered(&mut self) {
+        self.meta.stats.urgent = true;
     }
 
     /// A new row for a write this scheduler has not seen (one that ends
@@ -410,18 +427,30 @@ impl<'a, H: Host> Scheduler<'a, H> {
         (meta.stats.pushed_ms + spacing).max(self.mem.stats_retry_at.get())
     }
 
+    /// The alarm's spacing of this key's pushes: [`STATS_PUSH_INTERVAL_MS`]
+    /// while its unpushed counts include one a client learned of without a
+    /// status poll, [`STATS_QUEUED_PUSH_INTERVAL_MS`] otherwise.
+    pub fn alarm_push_spacing(meta: &Meta) -> i64 {
+        if meta.stats.urgent {
+            STATS_PUSH_INTERVAL_MS
+        } else {
+            STATS_QUEUED_PUSH_INTERVAL_MS
+        }
+    }
+
     /// Pushes this key's totals if they changed and a push is due (at most
-    /// one per `spacing` after the last, one at a time). Never called by
-    /// the write handlers: the alarm pushes (spacing
-    /// [`STATS_PUSH_INTERVAL_MS`]), and a status poll waiting for its
+    /// one per `spacing` after the last, one at a time; `None`: the alarm's
+    /// spacing, [`Self::alarm_push_spacing`]). Never called by the write
+    /// handlers: the alarm pushes, and a status poll waiting for its
     /// write's counts ([`STATS_POLL_PUSH_MS`]). On failure they stay dirty
     /// for a later alarm.
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn push_stats(&self, spacing: i64) -> Result<(), ApiError> {
+    pub async fn push_stats(&self, spacing: Option<i64>) -> Result<(), ApiError> {
         let meta = self.host.meta()?;
         let now = self.host.now_ms();
+        let spacing = spacing.unwrap_or_else(|| Self::alarm_push_spacing(&meta));
         if !meta.stats.dirty || self.mem.stats_pushing.get() || now < self.stats_due(&meta, spacing)
         {
             return Ok(());
@@ -452,6 +481,8 @@ impl<'a, H: Host> Scheduler<'a, H> {
         }
         stats.pushed_ms = tx.now;
         stats.dirty = stats.version != push.version;
+        // Counts that arrived during the push keep the flag they set.
+        stats.urgent = stats.urgent && stats.dirty;
         tx.apply(self.host)?;
         Ok(())
     }
@@ -495,7 +526,7 @@ impl<'a, H: Host> Scheduler<'a, H> {
             at(now);
         }
         if meta.stats.dirty {
-            at(self.stats_due(&meta, STATS_PUSH_INTERVAL_MS));
+            at(self.stats_due(&meta, Self::alarm_push_spacing(&meta)));
         }
         if !self.host.outbox(1)?.is_empty() {
             at(now.max(self.mem.outbox_retry_at.get()));

@@ -37,7 +37,7 @@ impl<H: Host> Scheduler<'_, H> {
             let now = self.host.now_ms();
             let terminal = row.as_ref().is_some_and(|r| r.state.is_terminal());
             if terminal && now < grace {
-                self.push_stats(STATS_POLL_PUSH_MS).await?;
+                self.push_stats(Some(STATS_POLL_PUSH_MS)).await?;
             }
             let counted = !terminal || now >= grace || !self.host.meta()?.stats.dirty;
             let held = req.until_held && row.is_some() && !terminal;

@@ -39,10 +39,15 @@ pub struct StatsDoc {
     /// What the shard last acknowledged (sent as the next push's base).
     #[serde(default)]
     pub acked: Option<Acked>,
-    /// When the last push was acknowledged: pushes are at most one per
-    /// [`crate::engine::STATS_PUSH_INTERVAL_MS`].
+    /// When the last push was acknowledged: the alarm pushes at most one
+    /// per [`crate::engine::Scheduler::alarm_push_spacing`].
     #[serde(default)]
     pub pushed_ms: i64,
+    /// The unpushed counts include one a client learned of without a status
+    /// poll (a sync write's answer, a `429`), which `/stats` shows within
+    /// about a second ([`crate::engine::STATS_PUSH_INTERVAL_MS`]).
+    #[serde(default)]
+    pub urgent: bool,
 }
 
 /// One commit of this key, for the key inspector.

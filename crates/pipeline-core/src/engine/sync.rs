@@ -118,6 +118,7 @@ impl<H: Host> Scheduler<'_, H> {
                 }
                 if matches!(d, SyncDecision::RateLimited { .. }) {
                     tx.count(|t| t.rate_limited += 1);
+                    tx.count_is_answered();
                 }
                 tx.apply(self.host)?;
                 return Ok(refusal(d, now));
@@ -144,6 +145,7 @@ impl<H: Host> Scheduler<'_, H> {
         rec.staged_key = msg.staged_key().map(str::to_string);
         tx.insert(rec);
         tx.count(|t| t.accepted += 1);
+        tx.count_is_answered();
         if active(Bug::SyncSupersedesEarly) {
             if let (Some(_), Some(old)) = (supersedes, tx.meta.state.pending.clone()) {
                 tx.end_id(self.host, &old, End::Superseded { by: msg.id.clone() })?;
@@ -192,6 +194,7 @@ impl<H: Host> Scheduler<'_, H> {
                 }
             }
         };
+        tx.count_is_answered();
         tx.apply(self.host)?;
         Ok(reply)
     }
