@@ -37,6 +37,8 @@ pub struct SchedulerHost {
     source: String,
     /// Which of its lazily created tables exist.
     pub(super) tables: super::scheduler_store::Tables,
+    /// The oldest terminal status row's last change, once read.
+    pub(super) oldest: super::scheduler_store::OldestTerminal,
 }
 
 impl SchedulerHost {
@@ -48,6 +50,7 @@ impl SchedulerHost {
             storage,
             source: format!("key:{}", state.id()),
             tables: super::scheduler_store::Tables::default(),
+            oldest: super::scheduler_store::OldestTerminal::default(),
             env,
         }
     }

@@ -2,9 +2,8 @@
 //! Durable Object's SQLite database.
 //!
 //! Tables: `kv` (the engine's `Meta` document under `meta`), `uploads` (one
-//! status row per id, terminal rows indexed by their last change for
-//! pruning; a held write's message, and so its body, in the row's
-//! `message` column), `superseded_sets` (superseded writes, compactly:
+//! status row per id, with no secondary index; a held write's message, and
+//! so its body, in the row's `message` column), `superseded_sets` (superseded writes, compactly:
 //! see below), `garbage` (staged bodies to delete),
 //! `idempotency` (indexed by creation for pruning) and `outbox` (events
 //! owed to the webhook and event queues). Every step's changes land in one
@@ -67,14 +66,14 @@ const CORE_SCHEMA: [&str; 4] = [
      via TEXT NOT NULL DEFAULT 'queue', staged_key TEXT, current_etag TEXT, callback_url TEXT, \
      callback_state TEXT, callback_attempts INTEGER NOT NULL DEFAULT 0, message TEXT) \
      WITHOUT ROWID",
-    // Prune and the next prune time look at terminal rows only, so only
-    // they are indexed: a write's `scheduled` row costs no index entry.
-    // (Objects created by earlier versions keep a full index of that name.)
-    "CREATE INDEX IF NOT EXISTS uploads_terminal ON uploads (state, updated_ms) \
-     WHERE state IN ('committed','superseded','failed')",
-    // An index on `updated_ms` alone, which objects created by earlier versions
-    // have, duplicates `uploads_terminal` for every query that reads it
-    // and costs a row written on every status change.
+    // No index finds expired statuses: one would cost a row written each
+    // time a write ends (a second row per commit), while the prune that
+    // reads every row instead runs at most once per
+    // `pipeline_core::engine::prune_spacing` and the oldest terminal time
+    // is kept in memory ([`OldestTerminal`]); rows read cost a thousandth
+    // of rows written. Objects created by earlier versions had one of
+    // these two indexes; dropping it is a schema change, once.
+    "DROP INDEX IF EXISTS uploads_terminal",
     "DROP INDEX IF EXISTS uploads_by_update",
 ];
 
@@ -217,6 +216,53 @@ impl Tables {
         if let Some(have) = self.0.get() {
             self.0.set(Some(have | bits));
         }
+    }
+
+    fn forget(&self) {
+        self.0.set(None);
+    }
+}
+
+/// The oldest `updated_ms` of a terminal status row, as this instance knows
+/// it: read (every row: there is no index on it) at first use and after
+/// each prune, then lowered by each step that ends a write, and read again
+/// after a transaction failed. Unknown: `None`; known: `Some(oldest)`.
+#[derive(Debug, Default)]
+pub struct OldestTerminal(std::cell::Cell<Option<Option<i64>>>);
+
+impl OldestTerminal {
+    fn get(&self, sql: &SqlStorage) -> Result<Option<i64>, StoreError> {
+        if let Some(known) = self.0.get() {
+            return Ok(known);
+        }
+        let oldest = first::<MinRow>(
+            sql,
+            &format!("SELECT MIN(updated_ms) AS t FROM uploads WHERE {TERMINAL}"),
+            vec![],
+        )
+        .map_err(err)?
+        .and_then(|r| r.t);
+        self.0.set(Some(oldest));
+        Ok(oldest)
+    }
+
+    /// After `ops` were applied.
+    fn applied(&self, ops: &[Op]) {
+        if ops.iter().any(|op| matches!(op, Op::Prune { .. })) {
+            self.0.set(None);
+            return;
+        }
+        let Some(mut oldest) = self.0.get() else {
+            return;
+        };
+        for op in ops {
+            if let Op::PutUpload(r) = op {
+                if r.state.is_terminal() && !compact(r) {
+                    oldest = Some(oldest.map_or(r.updated_ms, |t| t.min(r.updated_ms)));
+                }
+            }
+        }
+        self.0.set(Some(oldest));
     }
 
     fn forget(&self) {
@@ -846,9 +892,7 @@ impl Store for SchedulerHost {
                 .map(|r| r.and_then(|r| r.t))
                 .map_err(err)
         };
-        let full = min(&format!(
-            "SELECT MIN(updated_ms) AS t FROM uploads WHERE {TERMINAL}"
-        ))?;
+        let full = self.oldest.get(&self.sql)?;
         let have = self.tables.present(&self.sql)?;
         let sets = if have & LazyTable::Superseded.bit() != 0 {
             min("SELECT MIN(first_at) AS t FROM superseded_sets")?.map(|t| t + SET_SPAN_MS)
@@ -872,14 +916,22 @@ impl Store for SchedulerHost {
         let have = self.tables.present(&self.sql)?;
         let created = std::rc::Rc::new(std::cell::Cell::new(0u8));
         let out = created.clone();
+        let ops = std::rc::Rc::new(ops);
+        let run_ops = ops.clone();
         let result = self.atomically(move |sql| {
-            out.set(run_all(sql, &ops, have)?);
+            out.set(run_all(sql, &run_ops, have)?);
             Ok(())
         });
         match &result {
-            Ok(()) => self.tables.added(created.get()),
+            Ok(()) => {
+                self.tables.added(created.get());
+                self.oldest.applied(&ops);
+            }
             // Whatever it created was rolled back with it.
-            Err(_) => self.tables.forget(),
+            Err(_) => {
+                self.tables.forget();
+                self.oldest.forget();
+            }
         }
         result
     }

@@ -12,8 +12,8 @@
 
 use crate::engine::planted::{active, Bug};
 use crate::engine::{
-    BlobError, End, Host, Memory, Op, PutBody, RetryDoc, Scheduler, Stored, BUSY_RECHECK_MS,
-    GARBAGE_PER_RUN, WATCHDOG_MS,
+    prune_spacing, BlobError, End, Host, Memory, Op, PutBody, RetryDoc, Scheduler, Stored,
+    BUSY_RECHECK_MS, GARBAGE_PER_RUN, WATCHDOG_MS,
 };
 use crate::error::ApiError;
 use crate::id::WriteOp;
@@ -28,10 +28,15 @@ impl<H: Host> Scheduler<'_, H> {
     /// again a second later.
     pub async fn alarm(&self) -> Result<(), ApiError> {
         let now = self.host.now_ms();
-        self.host.apply(vec![Op::Prune {
-            uploads_before: now - self.cfg.status_ttl_ms,
-            idem_before: now - self.cfg.idempotency_ttl_ms,
-        }])?;
+        if now >= self.mem.prune_not_before.get() {
+            self.host.apply(vec![Op::Prune {
+                uploads_before: now - self.cfg.status_ttl_ms,
+                idem_before: now - self.cfg.idempotency_ttl_ms,
+            }])?;
+            self.mem
+                .prune_not_before
+                .set(now + prune_spacing(self.cfg.status_ttl_ms));
+        }
         self.collect_garbage().await?;
         self.flush_outbox().await?;
         if self.mem.busy.get() {

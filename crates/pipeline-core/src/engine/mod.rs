@@ -139,6 +139,23 @@ pub struct Memory {
     pub stats_pushing: Cell<bool>,
     /// The last stats push failed: not before this time again.
     pub stats_retry_at: Cell<i64>,
+    /// Expired statuses were pruned: not before this time again
+    /// ([`prune_spacing`]).
+    pub prune_not_before: Cell<i64>,
+}
+
+/// The longest wait between two prunes of a key's expired statuses.
+pub const PRUNE_SPACING_MAX_MS: i64 = 600_000;
+
+/// How long after one prune of expired statuses the next may run: a
+/// hundredth of the retention window, at most [`PRUNE_SPACING_MAX_MS`].
+/// A store may find expired rows by reading all of them (an index on
+/// them would cost a row written per write ending), so a hot key's alarm,
+/// which runs about every second, must not prune on every run. Longer:
+/// fewer such reads; shorter: statuses kept less beyond the window (at
+/// most this long).
+pub fn prune_spacing(status_ttl_ms: i64) -> i64 {
+    (status_ttl_ms / 100).clamp(0, PRUNE_SPACING_MAX_MS)
 }
 
 /// One key's scheduler: the host's I/O, this instance's memory, settings.
@@ -532,11 +549,12 @@ impl<'a, H: Host> Scheduler<'a, H> {
             at(now.max(self.mem.outbox_retry_at.get()));
         }
         let (uploads, idem) = self.host.oldest_prunable()?;
+        let prune_from = self.mem.prune_not_before.get();
         if let Some(t) = uploads {
-            at(t + self.cfg.status_ttl_ms + 1000);
+            at((t + self.cfg.status_ttl_ms + 1000).max(prune_from));
         }
         if let Some(t) = idem {
-            at(t + self.cfg.idempotency_ttl_ms + 1000);
+            at((t + self.cfg.idempotency_ttl_ms + 1000).max(prune_from));
         }
         let r = match due {
             Some(t) => self.host.set_alarm(t.max(now)).await,

@@ -31,15 +31,19 @@ impl<H: Host> Scheduler<'_, H> {
         self.ensure_alarm().await?;
         let start = self.host.now_ms();
         let deadline = start + req.wait_ms.max(0);
-        let grace = start + STATS_GRACE_MS;
+        // Measured from when this poll first sees the write ended (a
+        // long-poll may wait longer than the grace before it does): the
+        // alarm's push may be seconds away then.
+        let mut grace: Option<i64> = None;
         loop {
             let row = self.host.upload(&req.id, req.accepted_ms)?;
             let now = self.host.now_ms();
             let terminal = row.as_ref().is_some_and(|r| r.state.is_terminal());
-            if terminal && now < grace {
+            let within_grace = terminal && now < *grace.get_or_insert(now + STATS_GRACE_MS);
+            if within_grace {
                 self.push_stats(Some(STATS_POLL_PUSH_MS)).await?;
             }
-            let counted = !terminal || now >= grace || !self.host.meta()?.stats.dirty;
+            let counted = !terminal || !within_grace || !self.host.meta()?.stats.dirty;
             let held = req.until_held && row.is_some() && !terminal;
             if (terminal && counted) || (!terminal && now >= deadline) || held {
                 return match row {
