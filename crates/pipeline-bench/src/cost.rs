@@ -647,8 +647,11 @@ fn run_approach(
     // transport losses only above the shared budget.
     judge_errors(ctx, &label, &errs, sent.len());
 
-    // The end: counts quiet (long enough for a queue batch, an alarm and a
-    // stats push), then, for the pipeline, nothing in flight.
+    // The end: counts quiet (long enough for a queue batch and an alarm),
+    // then, for the pipeline, nothing in flight: the schedulers' last
+    // stats pushes, up to `STATS_QUEUED_PUSH_INTERVAL_MS` apart, are
+    // waited for through `/stats` (a read made before they land is
+    // counted, and `stats_reads_counted` says so).
     let quiet = Duration::from_secs_f64(if approach == "pipeline" {
         cfg.quiet_s
     } else {
