@@ -206,13 +206,19 @@ impl StatsShard {
 /// Creates or upgrades the tables and loads the running figures. A shard
 /// from before running totals gains them once, summed from its rows (whose
 /// `pushed_ms` stays empty: never compacted).
+///
+/// A new shard's `sources` is `WITHOUT ROWID`: a row keyed by text is then
+/// one b-tree entry, not a table row plus an index entry, so a new
+/// source's first push writes one row there, not two (SQLite bills rows
+/// written; every key written once is a new source). Shards created by
+/// earlier versions keep their table, which answers the same statements.
 fn open(sql: &SqlStorage) -> Result<Running, ApiError> {
     exec(
         sql,
         "CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, version INTEGER NOT NULL, \
          accepted INTEGER NOT NULL, committed INTEGER NOT NULL, superseded INTEGER NOT NULL, \
          failed INTEGER NOT NULL, r2_writes INTEGER NOT NULL, rate_limited INTEGER NOT NULL, \
-         hist TEXT, pushed_ms INTEGER)",
+         hist TEXT, pushed_ms INTEGER) WITHOUT ROWID",
         vec![],
     )?;
     for column in ["hist TEXT", "pushed_ms INTEGER"] {
