@@ -948,7 +948,7 @@ pub mod probe {
     use pipeline_core::protocol::Call;
     use serde::{Deserialize, Serialize};
 
-    use super::{err, run_all, LazyTable};
+    use super::{err, run_all, LazyTable, SetRow};
     use crate::objects::scheduler_io::SchedulerHost;
     use crate::objects::sql::exec;
 
@@ -1095,12 +1095,6 @@ pub mod probe {
     /// # Errors
     /// Storage errors; then nothing moved.
     pub fn legacy_superseded(host: &SchedulerHost) -> Result<LegacySupersededReply, ApiError> {
-        #[derive(Deserialize)]
-        struct SetRow {
-            first_at: i64,
-            by_id: String,
-            members: String,
-        }
         let sets = if host.has(LazyTable::Superseded)? {
             crate::objects::sql::rows::<SetRow>(
                 &host.sql,
@@ -1147,10 +1141,6 @@ pub mod probe {
             Ok(())
         })?;
         host.tables.forget();
-        #[derive(Deserialize)]
-        struct CountRow {
-            n: i64,
-        }
         let rows_in_superseded = crate::objects::sql::first::<CountRow>(
             &host.sql,
             "SELECT COUNT(*) AS n FROM superseded",
