@@ -43,6 +43,7 @@ use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
 use pipeline_core::key::decode_key;
 use pipeline_core::message::STAGING_PREFIX;
+use pipeline_core::protocol::Call;
 use serde_json::json;
 use wasm_bindgen::JsValue;
 use worker::{
@@ -147,10 +148,11 @@ pub async fn route(app: &App, ctx: &Context, mut req: Request, path: &str) -> Op
             tx_probe(app, &mut req, &p["/_test/tx-probe/".len()..]).await
         }
         (Method::Post, p) if p.starts_with("/_test/legacy-bodies/") => {
-            legacy_bodies(app, &p["/_test/legacy-bodies/".len()..]).await
+            scheduler_call(app, &p["/_test/legacy-bodies/".len()..], &LegacyBodies {}).await
         }
         (Method::Post, p) if p.starts_with("/_test/legacy-superseded/") => {
-            legacy_superseded(app, &p["/_test/legacy-superseded/".len()..]).await
+            let raw_key = &p["/_test/legacy-superseded/".len()..];
+            scheduler_call(app, raw_key, &LegacySuperseded {}).await
         }
         (Method::Post, "/_test/enqueue-raw") => enqueue_raw(app, &mut req).await,
         (Method::Get, "/_test/staged") => staged(app).await,
@@ -256,29 +258,19 @@ async fn tx_probe(app: &App, req: &mut Request, raw_key: &str) -> ApiResult {
         .await
         .map_err(|_| ApiError::InvalidBody("body is not JSON".into()))?;
     let fail = body["fail"].as_bool().unwrap_or(false);
-    let r = app.scheduler(&key)?.call(&TxProbe { fail }).await?;
-    http::json(
-        200,
-        &json!({"error": r.error, "garbage_kept": r.garbage_kept, "idempotency_kept": r.idempotency_kept}),
-    )
+    reply_json(&app.scheduler(&key)?.call(&TxProbe { fail }).await?)
 }
 
-async fn legacy_bodies(app: &App, raw_key: &str) -> ApiResult {
+/// Sends a test call to the key's scheduler and answers its reply as JSON.
+async fn scheduler_call<C: Call>(app: &App, raw_key: &str, call: &C) -> ApiResult {
     let key = decode_key(raw_key)?;
-    let r = app.scheduler(&key)?.call(&LegacyBodies {}).await?;
-    http::json(
-        200,
-        &json!({"moved": r.moved, "held_in_bodies": r.held_in_bodies}),
-    )
+    reply_json(&app.scheduler(&key)?.call(call).await?)
 }
 
-async fn legacy_superseded(app: &App, raw_key: &str) -> ApiResult {
-    let key = decode_key(raw_key)?;
-    let r = app.scheduler(&key)?.call(&LegacySuperseded {}).await?;
-    http::json(
-        200,
-        &json!({"moved": r.moved, "rows_in_superseded": r.rows_in_superseded}),
-    )
+/// A scheduler's reply to a test call, as the route's JSON answer.
+fn reply_json(reply: &impl serde::Serialize) -> ApiResult {
+    let value = serde_json::to_value(reply).map_err(|e| internal("encoding the reply", e))?;
+    http::json(200, &value)
 }
 
 async fn enqueue_raw(app: &App, req: &mut Request) -> ApiResult {

@@ -1038,15 +1038,17 @@ pub mod probe {
         n: i64,
     }
 
+    /// The count `q` (a `SELECT COUNT(*) AS n ...`) answers.
+    fn count(sql: &worker::SqlStorage, q: &str) -> Result<i64, ApiError> {
+        Ok(crate::objects::sql::first::<CountRow>(sql, q, vec![])?.map_or(0, |r| r.n))
+    }
+
     /// Moves the messages (in one transaction) and forgets which tables
     /// exist, as a restart would.
     ///
     /// # Errors
     /// Storage errors; then nothing moved.
     pub fn legacy_bodies(host: &SchedulerHost) -> Result<LegacyBodiesReply, ApiError> {
-        let count = |sql: &worker::SqlStorage, q: &str| -> Result<i64, ApiError> {
-            Ok(crate::objects::sql::first::<CountRow>(sql, q, vec![])?.map_or(0, |r| r.n))
-        };
         let moved = count(
             &host.sql,
             "SELECT COUNT(*) AS n FROM uploads WHERE message IS NOT NULL",
@@ -1141,12 +1143,7 @@ pub mod probe {
             Ok(())
         })?;
         host.tables.forget();
-        let rows_in_superseded = crate::objects::sql::first::<CountRow>(
-            &host.sql,
-            "SELECT COUNT(*) AS n FROM superseded",
-            vec![],
-        )?
-        .map_or(0, |r| r.n);
+        let rows_in_superseded = count(&host.sql, "SELECT COUNT(*) AS n FROM superseded")?;
         Ok(LegacySupersededReply {
             moved: i64::try_from(moved).unwrap_or(i64::MAX),
             rows_in_superseded,

@@ -104,12 +104,7 @@ impl SupersededSet {
 /// include `m`. A malformed entry matches nothing (a stored set is only
 /// ever written by [`SupersededSet::encode_members`]).
 pub fn holds(first_at: i64, encoded: &str, m: Member) -> bool {
-    encoded.split(',').any(|entry| {
-        let Some((dt, fp)) = entry.split_once(':') else {
-            return false;
-        };
-        dt.parse::<i64>().ok() == Some(m.at - first_at) && fp.parse::<i64>().ok() == Some(m.fp)
-    })
+    members(first_at, encoded).contains(&m)
 }
 
 /// The members stored as `encoded` in a set starting at `first_at`;
