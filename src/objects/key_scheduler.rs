@@ -47,7 +47,7 @@ impl DurableObject for KeyScheduler {
         // Commit events are on exactly when the EVENTS queue is bound.
         let events = env.queue(bindings::EVENTS).is_ok();
         let host = SchedulerHost::new(&state, env);
-        if let Err(e) = scheduler_store::open(&host.sql) {
+        if let Err(e) = scheduler_store::open(&host.sql, &host.tables) {
             log(json!({"level": "error", "at": "scheduler.schema", "error": e.to_string()}));
         }
         Self {

@@ -1,24 +1,28 @@
 //! The key scheduler's storage: `pipeline_core::engine::Store` over the
 //! Durable Object's SQLite database.
 //!
-//! Tables: `kv` (the engine's `Meta` document under `meta`), `uploads` (one
-//! status row per id, with no secondary index; a held write's message, and
-//! so its body, in the row's `message` column), `superseded_sets` (superseded writes, compactly:
-//! see below), `garbage` (staged bodies to delete),
+//! Tables: `kv` (the engine's `Meta` document under `meta`, with the
+//! statuses it keeps), `uploads` (the statuses the document does not keep:
+//! one row per id, with no secondary index; a held write's message, and so
+//! its body, in the row's `message` column), `superseded_sets` (superseded
+//! writes, compactly: see below), `garbage` (staged bodies to delete),
 //! `idempotency` (indexed by creation for pruning) and `outbox` (events
 //! owed to the webhook and event queues). Every step's changes land in one
-//! `transactionSync`: all of them or none. The last four kinds of table
-//! are created by the first transaction that inserts into them
-//! ([`LazyTable`]): a key that never needs one never pays the rows written
-//! to create it.
+//! `transactionSync`: all of them or none. Every table but `kv` is created
+//! by the first transaction that inserts into it ([`LazyTable`]): a key
+//! that never needs one never pays the rows written to create it.
 //!
-//! A held write's message lives in its status row, not in a table of its
-//! own: the engine holds a write (status row and message) and ends it
-//! (status row, message dropped) in one step each, so the message costs no
-//! row written of its own, and a new key's object creates one table fewer.
-//! Objects created by earlier versions kept messages in a `bodies` table;
-//! they gain the column, and what their `bodies` table still holds is read
-//! and deleted there.
+//! Statuses live in the document first ([`pipeline_core::inline_statuses`]):
+//! every step rewrites that one row anyway and SQLite bills rows, not
+//! bytes, so holding a write and ending it cost no row of their own, and a
+//! key written a few times a day never creates `uploads`. The oldest move
+//! to `uploads` once the document holds sixteen or 32 KB of them. Objects
+//! created by earlier versions keep the rows they have there.
+//!
+//! A held write's message lives with its status, not in a table of its
+//! own. Objects created by earlier versions kept messages in a `bodies`
+//! table; they gain the column, and what their `bodies` table still holds
+//! is read and deleted there.
 //!
 //! Most writes to a hot key end superseded, and every status is kept for
 //! the retention window: at 1,000 writes/s on one key, a full row per id
@@ -41,10 +45,11 @@ use pipeline_core::engine::{
 };
 use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
+use pipeline_core::inline_statuses::{self, InlineStatus};
 use pipeline_core::message::WriteMessage;
 use pipeline_core::status::{CallbackState, UploadState};
 use pipeline_core::superseded::{self, Member, SupersededSet, SET_SPAN_MS};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use worker::{SqlStorage, SqlStorageValue};
 
 use super::scheduler_io::SchedulerHost;
@@ -53,26 +58,31 @@ use super::sql::{exec, first, get_doc, note, put_doc, rows};
 /// The `kv` entry of the engine's document.
 const META: &str = "meta";
 
-/// The tables every scheduler writes from its first write on. New objects
-/// create them `WITHOUT ROWID` (a row keyed by text is then one b-tree
-/// entry, not a table row plus an index entry: one row written instead of
-/// two per insert, and SQLite bills rows written); objects created by
-/// earlier versions keep their tables, which answer the same statements.
-const CORE_SCHEMA: [&str; 4] = [
-    "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, accepted_ms INTEGER NOT NULL, \
-     size INTEGER NOT NULL, op TEXT NOT NULL, state TEXT NOT NULL, committed_ms INTEGER, etag TEXT, \
-     superseded_by TEXT, error_code TEXT, error_message TEXT, updated_ms INTEGER NOT NULL, \
-     via TEXT NOT NULL DEFAULT 'queue', staged_key TEXT, current_etag TEXT, callback_url TEXT, \
-     callback_state TEXT, callback_attempts INTEGER NOT NULL DEFAULT 0, message TEXT) \
-     WITHOUT ROWID",
-    // No index finds expired statuses: one would cost a row written each
-    // time a write ends (a second row per commit), while the prune that
-    // reads every row instead runs at most once per
-    // `pipeline_core::engine::prune_spacing` and the oldest terminal time
-    // is kept in memory ([`OldestTerminal`]); rows read cost a thousandth
-    // of rows written. Objects created by earlier versions had one of
-    // these two indexes; dropping it is a schema change, once.
+/// The table every scheduler writes from its first write on, created
+/// `WITHOUT ROWID` (a row keyed by text is then one b-tree entry, not a
+/// table row plus an index entry: one row written instead of two per
+/// insert, and SQLite bills rows written). Objects created by earlier
+/// versions keep theirs, which answers the same statements.
+const CORE_SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID";
+
+/// The status table, created by the first step that stores a status in it
+/// ([`LazyTable::Uploads`]; most statuses live in the document instead).
+const UPLOADS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, \
+     accepted_ms INTEGER NOT NULL, size INTEGER NOT NULL, op TEXT NOT NULL, state TEXT NOT NULL, \
+     committed_ms INTEGER, etag TEXT, superseded_by TEXT, error_code TEXT, error_message TEXT, \
+     updated_ms INTEGER NOT NULL, via TEXT NOT NULL DEFAULT 'queue', staged_key TEXT, \
+     current_etag TEXT, callback_url TEXT, callback_state TEXT, \
+     callback_attempts INTEGER NOT NULL DEFAULT 0, message TEXT) WITHOUT ROWID";
+
+/// No index finds expired statuses: one would cost a row written each time
+/// a write ends (a second row per commit), while the prune that reads every
+/// row instead runs at most once per `pipeline_core::engine::prune_spacing`
+/// and the oldest terminal time is kept in memory ([`OldestTerminal`]);
+/// rows read cost a thousandth of rows written. Objects created by earlier
+/// versions had one of these two indexes; dropping it is a schema change,
+/// once.
+const DROPPED_INDEXES: [&str; 2] = [
     "DROP INDEX IF EXISTS uploads_terminal",
     "DROP INDEX IF EXISTS uploads_by_update",
 ];
@@ -84,6 +94,9 @@ const CORE_SCHEMA: [&str; 4] = [
 /// 17 rows written before its first write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LazyTable {
+    /// `uploads`: the statuses the document does not hold
+    /// ([`pipeline_core::inline_statuses`]).
+    Uploads,
     /// `superseded_sets`: superseded writes, compactly.
     Superseded,
     /// Staged bodies to delete.
@@ -95,7 +108,8 @@ pub enum LazyTable {
 }
 
 impl LazyTable {
-    const ALL: [LazyTable; 4] = [
+    const ALL: [LazyTable; 5] = [
+        LazyTable::Uploads,
         LazyTable::Superseded,
         LazyTable::Garbage,
         LazyTable::Idempotency,
@@ -110,6 +124,7 @@ impl LazyTable {
     /// below create it last, in one transaction with the rest).
     fn name(self) -> &'static str {
         match self {
+            LazyTable::Uploads => "uploads",
             LazyTable::Superseded => "superseded_sets",
             LazyTable::Garbage => "garbage",
             LazyTable::Idempotency => "idempotency",
@@ -119,6 +134,7 @@ impl LazyTable {
 
     fn schema(self) -> &'static [&'static str] {
         match self {
+            LazyTable::Uploads => &[UPLOADS_SCHEMA],
             LazyTable::Superseded => &[
                 "CREATE TABLE IF NOT EXISTS superseded_sets (first_at INTEGER NOT NULL, \
                  tag INTEGER NOT NULL, by_id TEXT NOT NULL, members TEXT NOT NULL, \
@@ -142,6 +158,7 @@ impl LazyTable {
     fn written_by(op: &Op) -> Option<LazyTable> {
         match op {
             Op::PutUpload(r) if compact(r) => Some(LazyTable::Superseded),
+            Op::PutUpload(_) => Some(LazyTable::Uploads),
             Op::PutOutbox(_) => Some(LazyTable::Outbox),
             Op::AddGarbage(_) => Some(LazyTable::Garbage),
             Op::PutIdem(_) => Some(LazyTable::Idempotency),
@@ -231,9 +248,13 @@ impl Tables {
 pub struct OldestTerminal(std::cell::Cell<Option<Option<i64>>>);
 
 impl OldestTerminal {
-    fn get(&self, sql: &SqlStorage) -> Result<Option<i64>, StoreError> {
+    fn get(&self, sql: &SqlStorage, have: u8) -> Result<Option<i64>, StoreError> {
         if let Some(known) = self.0.get() {
             return Ok(known);
+        }
+        if have & LazyTable::Uploads.bit() == 0 {
+            self.0.set(Some(None));
+            return Ok(None);
         }
         let oldest = first::<MinRow>(
             sql,
@@ -246,7 +267,7 @@ impl OldestTerminal {
         Ok(oldest)
     }
 
-    /// After `ops` were applied.
+    /// After `ops` were applied to the table.
     fn applied(&self, ops: &[Op]) {
         if ops.iter().any(|op| matches!(op, Op::Prune { .. })) {
             self.0.set(None);
@@ -270,9 +291,63 @@ impl OldestTerminal {
     }
 }
 
-/// Runs `ops` (inside the caller's transaction), first creating the lazy
-/// tables they insert into that `have` lacks. Returns the tables created.
-fn run_all(sql: &SqlStorage, ops: &[Op], have: u8) -> Result<u8, StoreError> {
+/// The `kv` row [`META`]: the engine's document, and the statuses kept in
+/// it ([`pipeline_core::inline_statuses`]). Objects created by earlier
+/// versions have documents without statuses; the engine reads the same
+/// document either way (it ignores `statuses`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Doc {
+    #[serde(flatten)]
+    meta: Meta,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    statuses: Vec<InlineStatus>,
+}
+
+/// The statuses of the stored document, without decoding the rest.
+#[derive(Deserialize)]
+struct DocStatuses {
+    #[serde(default)]
+    statuses: Vec<InlineStatus>,
+}
+
+/// The statuses the stored document holds.
+fn inline_statuses(sql: &SqlStorage) -> Result<Vec<InlineStatus>, StoreError> {
+    Ok(get_doc::<DocStatuses>(sql, META)
+        .map_err(err)?
+        .map(|d| d.statuses)
+        .unwrap_or_default())
+}
+
+/// Runs one step's `ops` (inside the caller's transaction): the document
+/// and the statuses it keeps first ([`inline_statuses::place`] decides
+/// which stay there), then what is left for the tables, creating the lazy
+/// tables those insert into that `have` lacks. Returns the tables created
+/// and the operations the tables ran.
+fn run_all(sql: &SqlStorage, ops: &[Op], have: u8) -> Result<(u8, Vec<Op>), StoreError> {
+    let mut meta = None;
+    let mut rest = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::PutMeta(m) => meta = Some(m.as_ref().clone()),
+            other => rest.push(other.clone()),
+        }
+    }
+    let mut doc: Doc = get_doc(sql, META).map_err(err)?.unwrap_or_default();
+    let in_table = if have & LazyTable::Uploads.bit() != 0 {
+        rows_held(sql, &doc.statuses, &rest)?
+    } else {
+        HashSet::new()
+    };
+    let placed =
+        inline_statuses::place(&mut doc.statuses, rest, |id| in_table.contains(id), compact);
+    let write_doc = meta.is_some() || placed.changed;
+    if let Some(m) = meta {
+        doc.meta = m;
+    }
+    if write_doc {
+        put_doc(sql, META, &doc).map_err(err)?;
+    }
+    let ops = placed.table;
     let mut created = 0;
     for table in ops.iter().filter_map(LazyTable::written_by) {
         if (have | created) & table.bit() == 0 {
@@ -284,7 +359,7 @@ fn run_all(sql: &SqlStorage, ops: &[Op], have: u8) -> Result<u8, StoreError> {
     }
     let step = Step {
         have: have | created,
-        messages: messages_by_row(ops),
+        messages: messages_by_row(&ops),
         superseded: RefCell::new(Some(superseded::sets(
             ops.iter()
                 .filter_map(|op| match op {
@@ -298,7 +373,32 @@ fn run_all(sql: &SqlStorage, ops: &[Op], have: u8) -> Result<u8, StoreError> {
         ))),
     };
     ops.iter().try_for_each(|op| run(sql, op, &step))?;
-    Ok(created)
+    Ok((created, ops))
+}
+
+/// Of the ids whose full status `ops` writes and the document lacks, those
+/// the `uploads` table holds a row for.
+fn rows_held(
+    sql: &SqlStorage,
+    inline: &[InlineStatus],
+    ops: &[Op],
+) -> Result<HashSet<String>, StoreError> {
+    let mut held = HashSet::new();
+    for op in ops {
+        if let Op::PutUpload(r) = op {
+            if compact(r) || inline.iter().any(|e| e.record.id == r.id) {
+                continue;
+            }
+            let query = "SELECT id FROM uploads WHERE id = ?";
+            if first::<serde::de::IgnoredAny>(sql, query, vec![r.id.as_str().into()])
+                .map_err(err)?
+                .is_some()
+            {
+                held.insert(r.id.clone());
+            }
+        }
+    }
+    Ok(held)
 }
 
 /// What one step's operations share: the tables that exist, and the
@@ -352,31 +452,35 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
-/// Creates the tables (a new object's `uploads` has every column, so none
-/// of the `ALTER TABLE`s below runs: each would write a row and read the
-/// whole schema), and brings over the state an earlier version of the
-/// scheduler kept (`uploads` without the later columns; the document as four `kv`
-/// entries `key`, `state`, `retry`, `stats` of the same shapes).
+/// Creates the document's table, and brings over what an earlier version
+/// of the scheduler kept: an `uploads` table without the later columns or
+/// with an index since dropped (a table this version creates has every
+/// column, so none of the `ALTER TABLE`s runs: each would write a row and
+/// read the whole schema), the document as four `kv` entries `key`,
+/// `state`, `retry`, `stats` of the same shapes.
 ///
 /// # Errors
 /// [`StoreError`] from SQLite.
-pub fn open(sql: &SqlStorage) -> Result<(), StoreError> {
-    for stmt in CORE_SCHEMA {
-        exec(sql, stmt, vec![]).map_err(err)?;
-    }
-    for (column, decl) in [
-        ("via", "TEXT NOT NULL DEFAULT 'queue'"),
-        ("staged_key", "TEXT"),
-        ("current_etag", "TEXT"),
-        ("callback_url", "TEXT"),
-        ("callback_state", "TEXT"),
-        ("callback_attempts", "INTEGER NOT NULL DEFAULT 0"),
-        ("message", "TEXT"),
-    ] {
-        let probe = format!("SELECT {column} FROM uploads LIMIT 0");
-        if sql.exec(&probe, None).is_err() {
-            let add = format!("ALTER TABLE uploads ADD COLUMN {column} {decl}");
-            exec(sql, &add, vec![]).map_err(err)?;
+pub fn open(sql: &SqlStorage, tables: &Tables) -> Result<(), StoreError> {
+    exec(sql, CORE_SCHEMA, vec![]).map_err(err)?;
+    if tables.present(sql)? & LazyTable::Uploads.bit() != 0 {
+        for stmt in DROPPED_INDEXES {
+            exec(sql, stmt, vec![]).map_err(err)?;
+        }
+        for (column, decl) in [
+            ("via", "TEXT NOT NULL DEFAULT 'queue'"),
+            ("staged_key", "TEXT"),
+            ("current_etag", "TEXT"),
+            ("callback_url", "TEXT"),
+            ("callback_state", "TEXT"),
+            ("callback_attempts", "INTEGER NOT NULL DEFAULT 0"),
+            ("message", "TEXT"),
+        ] {
+            let probe = format!("SELECT {column} FROM uploads LIMIT 0");
+            if sql.exec(&probe, None).is_err() {
+                let add = format!("ALTER TABLE uploads ADD COLUMN {column} {decl}");
+                exec(sql, &add, vec![]).map_err(err)?;
+            }
         }
     }
     if get_doc::<Meta>(sql, META).map_err(err)?.is_none() {
@@ -484,8 +588,10 @@ fn compact(r: &UploadRecord) -> bool {
 /// first time in a step, stores every set of the step's compact writes
 /// (one row per set, whatever its number of writes).
 fn put_superseded(sql: &SqlStorage, r: &UploadRecord, step: &Step) -> Result<(), worker::Error> {
-    let delete = "DELETE FROM uploads WHERE id = ?";
-    note(&sql.exec(delete, vec![r.id.as_str().into()])?, delete);
+    if step.has(LazyTable::Uploads) {
+        let delete = "DELETE FROM uploads WHERE id = ?";
+        note(&sql.exec(delete, vec![r.id.as_str().into()])?, delete);
+    }
     let Some(sets) = step.superseded.borrow_mut().take() else {
         return Ok(());
     };
@@ -599,7 +705,13 @@ fn put_row(
 /// wrote. There is always such a row (the engine holds a write and writes
 /// its row in one step); if there were none, the step fails rather than
 /// drop the message.
-fn put_message(sql: &SqlStorage, m: &WriteMessage) -> Result<(), ApiError> {
+fn put_message(sql: &SqlStorage, m: &WriteMessage, step: &Step) -> Result<(), ApiError> {
+    if !step.has(LazyTable::Uploads) {
+        return Err(ApiError::Internal(format!(
+            "no status row to hold the message of {}",
+            m.id
+        )));
+    }
     let query = "UPDATE uploads SET message = ? WHERE id = ?";
     let cursor = sql
         .exec(query, vec![m.encode().into(), m.id.as_str().into()])
@@ -631,7 +743,8 @@ fn run(sql: &SqlStorage, op: &Op, step: &Step) -> Result<(), StoreError> {
     match op {
         Op::RemoveOutbox(_) if !has(LazyTable::Outbox) => Ok(()),
         Op::RemoveGarbage(_) if !has(LazyTable::Garbage) => Ok(()),
-        Op::PutMeta(m) => put_doc(sql, META, m),
+        // Written with the document's statuses by `run_all`.
+        Op::PutMeta(_) => Ok(()),
         Op::PutUpload(r) if compact(r) => {
             put_superseded(sql, r, step).map_err(|e| crate::http::internal("sql", e))
         }
@@ -652,7 +765,8 @@ fn run(sql: &SqlStorage, op: &Op, step: &Step) -> Result<(), StoreError> {
         // Stored with the status row this step writes.
         Op::PutBody(m) if step.messages.contains_key(&m.id) => Ok(()),
         Op::DeleteBody(id) if step.messages.contains_key(id) => drop_legacy_body(sql, id, step),
-        Op::PutBody(m) => put_message(sql, m),
+        Op::PutBody(m) => put_message(sql, m, step),
+        Op::DeleteBody(id) if !has(LazyTable::Uploads) => drop_legacy_body(sql, id, step),
         Op::DeleteBody(id) => exec(
             sql,
             "UPDATE uploads SET message = NULL WHERE id = ? AND message IS NOT NULL",
@@ -681,11 +795,17 @@ fn run(sql: &SqlStorage, op: &Op, step: &Step) -> Result<(), StoreError> {
         Op::Prune {
             uploads_before,
             idem_before,
-        } => exec(
-            sql,
-            &format!("DELETE FROM uploads WHERE {TERMINAL} AND updated_ms < ?"),
-            vec![(*uploads_before).into()],
-        )
+        } => {
+            if has(LazyTable::Uploads) {
+                exec(
+                    sql,
+                    &format!("DELETE FROM uploads WHERE {TERMINAL} AND updated_ms < ?"),
+                    vec![(*uploads_before).into()],
+                )
+            } else {
+                Ok(())
+            }
+        }
         .and_then(|()| {
             if !has(LazyTable::Superseded) {
                 return Ok(());
@@ -757,18 +877,26 @@ impl Store for SchedulerHost {
     }
 
     fn upload(&self, id: &str, accepted_ms: i64) -> Result<Option<UploadRecord>, StoreError> {
-        let full = first::<UploadRow>(
-            &self.sql,
-            "SELECT id, accepted_ms, size, op, via, state, committed_ms, etag, superseded_by, \
-             error_code, error_message, updated_ms, staged_key, current_etag, callback_url, \
-             callback_state, callback_attempts FROM uploads WHERE id = ?",
-            vec![id.into()],
-        )
-        .map_err(err)?;
-        if let Some(row) = full {
-            return row.record().map(Some);
+        if let Some(e) = inline_statuses(&self.sql)?
+            .into_iter()
+            .find(|e| e.record.id == id)
+        {
+            return Ok(Some(e.record));
         }
         let have = self.tables.present(&self.sql)?;
+        if have & LazyTable::Uploads.bit() != 0 {
+            let full = first::<UploadRow>(
+                &self.sql,
+                "SELECT id, accepted_ms, size, op, via, state, committed_ms, etag, superseded_by, \
+                 error_code, error_message, updated_ms, staged_key, current_etag, callback_url, \
+                 callback_state, callback_attempts FROM uploads WHERE id = ?",
+                vec![id.into()],
+            )
+            .map_err(err)?;
+            if let Some(row) = full {
+                return row.record().map(Some);
+            }
+        }
         let member = Member::of(id, accepted_ms);
         let mut by_id = None;
         if have & LazyTable::Superseded.bit() != 0 {
@@ -813,13 +941,23 @@ impl Store for SchedulerHost {
     }
 
     fn body(&self, id: &str) -> Result<Option<WriteMessage>, StoreError> {
-        let mut found = first::<MessageRow>(
-            &self.sql,
-            "SELECT message FROM uploads WHERE id = ? AND message IS NOT NULL",
-            vec![id.into()],
-        )
-        .map_err(err)?;
-        if found.is_none() && self.tables.present(&self.sql)? & LEGACY_BODIES != 0 {
+        if let Some(e) = inline_statuses(&self.sql)?
+            .into_iter()
+            .find(|e| e.record.id == id)
+        {
+            return Ok(e.message);
+        }
+        let have = self.tables.present(&self.sql)?;
+        let mut found = None;
+        if have & LazyTable::Uploads.bit() != 0 {
+            found = first::<MessageRow>(
+                &self.sql,
+                "SELECT message FROM uploads WHERE id = ? AND message IS NOT NULL",
+                vec![id.into()],
+            )
+            .map_err(err)?;
+        }
+        if found.is_none() && have & LEGACY_BODIES != 0 {
             found = first::<MessageRow>(
                 &self.sql,
                 "SELECT message FROM bodies WHERE id = ?",
@@ -892,8 +1030,9 @@ impl Store for SchedulerHost {
                 .map(|r| r.and_then(|r| r.t))
                 .map_err(err)
         };
-        let full = self.oldest.get(&self.sql)?;
         let have = self.tables.present(&self.sql)?;
+        let full = self.oldest.get(&self.sql, have)?;
+        let inline = inline_statuses::oldest_terminal(&inline_statuses(&self.sql)?);
         let sets = if have & LazyTable::Superseded.bit() != 0 {
             min("SELECT MIN(first_at) AS t FROM superseded_sets")?.map(|t| t + SET_SPAN_MS)
         } else {
@@ -909,23 +1048,25 @@ impl Store for SchedulerHost {
         } else {
             None
         };
-        Ok(([full, sets, legacy].into_iter().flatten().min(), idem))
+        Ok((
+            [inline, full, sets, legacy].into_iter().flatten().min(),
+            idem,
+        ))
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let have = self.tables.present(&self.sql)?;
-        let created = std::rc::Rc::new(std::cell::Cell::new(0u8));
-        let out = created.clone();
-        let ops = std::rc::Rc::new(ops);
-        let run_ops = ops.clone();
+        let ran = std::rc::Rc::new(RefCell::new((0u8, Vec::new())));
+        let out = ran.clone();
         let result = self.atomically(move |sql| {
-            out.set(run_all(sql, &run_ops, have)?);
+            *out.borrow_mut() = run_all(sql, &ops, have)?;
             Ok(())
         });
         match &result {
             Ok(()) => {
-                self.tables.added(created.get());
-                self.oldest.applied(&ops);
+                let (created, table_ops) = &*ran.borrow();
+                self.tables.added(*created);
+                self.oldest.applied(table_ops);
             }
             // Whatever it created was rolled back with it.
             Err(_) => {
@@ -948,7 +1089,9 @@ pub mod probe {
     use pipeline_core::protocol::Call;
     use serde::{Deserialize, Serialize};
 
-    use super::{err, run_all, LazyTable, SetRow};
+    use super::{
+        err, get_doc, put_doc, put_row, run_all, Doc, LazyTable, SetRow, META, UPLOADS_SCHEMA,
+    };
     use crate::objects::scheduler_io::SchedulerHost;
     use crate::objects::sql::exec;
 
@@ -1049,6 +1192,7 @@ pub mod probe {
     /// # Errors
     /// Storage errors; then nothing moved.
     pub fn legacy_bodies(host: &SchedulerHost) -> Result<LegacyBodiesReply, ApiError> {
+        statuses_to_table(host)?;
         let moved = count(
             &host.sql,
             "SELECT COUNT(*) AS n FROM uploads WHERE message IS NOT NULL",
@@ -1070,6 +1214,31 @@ pub mod probe {
             moved,
             held_in_bodies: count(&host.sql, "SELECT COUNT(*) AS n FROM bodies")?,
         })
+    }
+
+    /// Creates `uploads` and moves the statuses the document holds into
+    /// rows of it, with their messages, as objects created by earlier
+    /// versions kept every status (one transaction).
+    ///
+    /// # Errors
+    /// Storage errors; then nothing moved.
+    fn statuses_to_table(host: &SchedulerHost) -> Result<(), ApiError> {
+        host.atomically(|sql| {
+            exec(sql, UPLOADS_SCHEMA, vec![]).map_err(err)?;
+            let Some(mut doc) = get_doc::<Doc>(sql, META).map_err(err)? else {
+                return Ok(());
+            };
+            if doc.statuses.is_empty() {
+                return Ok(());
+            }
+            for e in std::mem::take(&mut doc.statuses) {
+                let message = e.message.map(|m| m.encode());
+                put_row(sql, &e.record, Some(&message)).map_err(err)?;
+            }
+            put_doc(sql, META, &doc).map_err(err)
+        })?;
+        host.tables.forget();
+        Ok(())
     }
 
     /// Moves every superseded set into the `superseded` and `supersessors`

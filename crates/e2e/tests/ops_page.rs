@@ -513,10 +513,17 @@ fn ops_page_shows_a_live_storm_in_a_browser() {
     let stop = AtomicBool::new(false);
     let accepted = AtomicUsize::new(0);
     let refused = std::sync::Mutex::new(Vec::<String>::new());
+    // wrangler dev's own proxy answers 503 "Your worker restarted
+    // mid-request" (not the Worker's JSON error) when the local runtime
+    // stalls for seconds, as it has when chromium and the storm start
+    // together on two cores. Such a write is sent again; the Worker's own
+    // refusals still fail the test.
+    let proxy_503 = AtomicUsize::new(0);
     let started = Instant::now();
     let outcome = std::thread::scope(|s| {
         for t in 0..WRITERS {
-            let (keys, stop, accepted, refused) = (&keys, &stop, &accepted, &refused);
+            let (keys, stop, accepted, refused, proxy_503) =
+                (&keys, &stop, &accepted, &refused, &proxy_503);
             let c = w.client();
             s.spawn(move || {
                 let mut i = 0;
@@ -530,6 +537,9 @@ fn ops_page_shows_a_live_storm_in_a_browser() {
                     ) {
                         Ok(_) => {
                             accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) if e.to_string().contains("restarted mid-request") => {
+                            proxy_503.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => refused.lock().expect("lock").push(format!("{key}: {e}")),
                     }
@@ -549,9 +559,10 @@ fn ops_page_shows_a_live_storm_in_a_browser() {
         outcome
     });
     eprintln!(
-        "storm: {} writes accepted to {HOT_KEYS} keys in {:?}",
+        "storm: {} writes accepted to {HOT_KEYS} keys in {:?}; {} answered 503 by wrangler dev's proxy and sent again",
         accepted.load(Ordering::Relaxed),
-        started.elapsed()
+        started.elapsed(),
+        proxy_503.load(Ordering::Relaxed)
     );
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
@@ -559,4 +570,8 @@ fn ops_page_shows_a_live_storm_in_a_browser() {
     let refused = refused.into_inner().expect("lock");
     assert!(refused.is_empty(), "storm writes not accepted: {refused:?}");
     assert!(accepted.load(Ordering::Relaxed) > 0);
+    assert!(
+        proxy_503.load(Ordering::Relaxed) <= 2 * WRITERS,
+        "wrangler dev's proxy refused more than one stall's worth of writes"
+    );
 }

@@ -16,6 +16,7 @@ pub mod counter;
 pub mod engine;
 pub mod error;
 pub mod id;
+pub mod inline_statuses;
 pub mod key;
 pub mod message;
 pub mod meta;
