@@ -679,6 +679,12 @@ impl World {
                     )));
                 }
                 let now = self.now();
+                self.trace(format!(
+                    "{source} pushes v{} (committed {}, base {:?})",
+                    push.version,
+                    push.totals.committed,
+                    push.base.map(|b| (b.version, b.totals.committed))
+                ));
                 let mut l = self.ledger.borrow_mut();
                 l.stats_pushes.push(now);
                 l.shard.push(
