@@ -750,6 +750,7 @@ async fn dead_letter_one(world: Rc<World>, m: QMsg) {
                 })
             });
             let r: Result<Result<FailReply, ApiError>, String> = slot.wait().await;
+            world.trace(format!("dead letter {} ({}) → {r:?}", m.seq, msg.id));
             matches!(r, Ok(Ok(_)))
         }
         DeadLetter::Salvage { .. } => true,
