@@ -1237,7 +1237,10 @@ pub mod probe {
             }
             put_doc(sql, META, &doc).map_err(err)
         })?;
+        // As a restart would: which tables exist, and the oldest ended
+        // status of the table, are read again.
         host.tables.forget();
+        host.oldest.forget();
         Ok(())
     }
 

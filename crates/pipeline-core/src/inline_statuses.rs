@@ -134,6 +134,10 @@ pub fn place(
             other => out.table.push(other),
         }
     }
+    // A message whose status left the document earlier in the step (the
+    // engine never orders a step so): the table stores it with its row, or
+    // fails the step for want of one, rather than drop it.
+    out.table.extend(early.into_values().map(Op::PutBody));
     spill(inline, &mut out);
     out
 }
@@ -301,6 +305,32 @@ mod tests {
         assert_eq!((ended.table, ended.changed), (vec![], true));
         assert_eq!(inline[0].record.state, UploadState::Committed);
         assert_eq!(inline[0].message, None);
+    }
+
+    #[test]
+    fn a_message_whose_status_left_the_document_in_the_step_is_not_dropped() {
+        let mut inline = Vec::new();
+        let m = message(1, 10);
+        place(
+            &mut inline,
+            vec![Op::PutUpload(record(1, UploadState::Committed, 5))],
+            |_| false,
+            superseded,
+        );
+        let placed = place(
+            &mut inline,
+            vec![
+                Op::Prune {
+                    uploads_before: 10,
+                    idem_before: 0,
+                },
+                Op::PutBody(m.clone()),
+            ],
+            |_| false,
+            superseded,
+        );
+        assert!(inline.is_empty());
+        assert_eq!(placed.table.last(), Some(&Op::PutBody(m)));
     }
 
     #[test]
