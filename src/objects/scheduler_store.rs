@@ -318,6 +318,13 @@ fn inline_statuses(sql: &SqlStorage) -> Result<Vec<InlineStatus>, StoreError> {
         .unwrap_or_default())
 }
 
+/// The status of `id` the stored document holds, if it holds one.
+fn inline_status(sql: &SqlStorage, id: &str) -> Result<Option<InlineStatus>, StoreError> {
+    Ok(inline_statuses(sql)?
+        .into_iter()
+        .find(|e| e.record.id == id))
+}
+
 /// Runs one step's `ops` (inside the caller's transaction): the document
 /// and the statuses it keeps first ([`inline_statuses::place`] decides
 /// which stay there), then what is left for the tables, creating the lazy
@@ -877,10 +884,7 @@ impl Store for SchedulerHost {
     }
 
     fn upload(&self, id: &str, accepted_ms: i64) -> Result<Option<UploadRecord>, StoreError> {
-        if let Some(e) = inline_statuses(&self.sql)?
-            .into_iter()
-            .find(|e| e.record.id == id)
-        {
+        if let Some(e) = inline_status(&self.sql, id)? {
             return Ok(Some(e.record));
         }
         let have = self.tables.present(&self.sql)?;
@@ -941,10 +945,7 @@ impl Store for SchedulerHost {
     }
 
     fn body(&self, id: &str) -> Result<Option<WriteMessage>, StoreError> {
-        if let Some(e) = inline_statuses(&self.sql)?
-            .into_iter()
-            .find(|e| e.record.id == id)
-        {
+        if let Some(e) = inline_status(&self.sql, id)? {
             return Ok(e.message);
         }
         let have = self.tables.present(&self.sql)?;
