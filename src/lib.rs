@@ -135,7 +135,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     };
     match App::new(env) {
         Ok(app) => {
-            if let Err(e) = sweep::sweep(&app, app.settings.status_ttl_ms).await {
+            if let Err(e) = sweep::sweep(&app, app.settings.seen_ids_ttl_ms).await {
                 log(json!({"level": "error", "at": "sweep", "error": e.to_string()}));
             }
         }

@@ -1,13 +1,12 @@
-//! The staging sweep: deletes staged bodies older than the status
-//! retention, run by the Worker's cron trigger (`[triggers]` in
-//! wrangler.toml).
+//! The staging sweep: deletes staged bodies older than the seen-id window
+//! (`SEEN_IDS_TTL_SECONDS`), run by the Worker's cron trigger
+//! (`[triggers]` in wrangler.toml).
 //!
 //! Every write that uses a staged body deletes it when it ends; this finds
 //! the rest: bodies whose producer died between staging and sending, and
-//! deletions that failed. A body older than the retention cannot be needed
-//! (no message arrives that late: the retention outlasts the consumer's
-//! tolerated outage), which `pipeline_core::message::staged_orphan`
-//! decides. An R2 lifecycle rule on `_pipeline/staging/` (expire after a
+//! deletions that failed. A body older than that window cannot be needed
+//! (no message arrives that late: the window outlasts the queues' message
+//! retention), which `pipeline_core::message::staged_orphan` decides. An R2 lifecycle rule on `_pipeline/staging/` (expire after a
 //! few days longer than the queue's retention) is a second net; see the
 //! README.
 

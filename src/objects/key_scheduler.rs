@@ -55,6 +55,7 @@ impl DurableObject for KeyScheduler {
             mem: Memory::default(),
             cfg: EngineConfig {
                 status_ttl_ms: settings.status_ttl_ms,
+                seen_ids_ttl_ms: settings.seen_ids_ttl_ms,
                 events,
                 ..EngineConfig::default()
             },

@@ -19,6 +19,14 @@
 //! to `uploads` once the document holds sixteen or 32 KB of them. Objects
 //! created by earlier versions keep the rows they have there.
 //!
+//! An id stays *seen* for the seen-id window (`SEEN_IDS_TTL_SECONDS`),
+//! longer than its status is shown, so a late duplicate is told from a
+//! write delivered late: a status that expires in the document leaves a
+//! fingerprint of its id there (the prune rewrites the document anyway);
+//! rows in `uploads` and `superseded_sets` stay until the window passes
+//! (deleted once either way, so no row more), and the engine hides their
+//! statuses once expired.
+//!
 //! A held write's message lives with its status, not in a table of its
 //! own. Objects created by earlier versions kept messages in a `bodies`
 //! table; they gain the column, and what their `bodies` table still holds
@@ -41,7 +49,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use pipeline_core::engine::{
-    Callback, IdemRecord, Meta, Op, OutboxEntry, Store, StoreError, UploadRecord, Via,
+    Callback, IdemRecord, Meta, Op, OutboxEntry, Prunable, Store, StoreError, UploadRecord, Via,
 };
 use pipeline_core::error::ApiError;
 use pipeline_core::id::WriteOp;
@@ -301,6 +309,17 @@ struct Doc {
     meta: Meta,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     statuses: Vec<InlineStatus>,
+    /// Fingerprints of the ids whose statuses expired in the document,
+    /// remembered as seen until the seen-id window passes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    forgotten: Vec<Member>,
+}
+
+/// The fingerprints of the stored document, without decoding the rest.
+#[derive(Deserialize)]
+struct DocForgotten {
+    #[serde(default)]
+    forgotten: Vec<Member>,
 }
 
 /// The statuses of the stored document, without decoding the rest.
@@ -345,8 +364,13 @@ fn run_all(sql: &SqlStorage, ops: &[Op], have: u8) -> Result<(u8, Vec<Op>), Stor
     } else {
         HashSet::new()
     };
-    let placed =
-        inline_statuses::place(&mut doc.statuses, rest, |id| in_table.contains(id), compact);
+    let placed = inline_statuses::place(
+        &mut doc.statuses,
+        &mut doc.forgotten,
+        rest,
+        |id| in_table.contains(id),
+        compact,
+    );
     let write_doc = meta.is_some() || placed.changed;
     if let Some(m) = meta {
         doc.meta = m;
@@ -799,15 +823,19 @@ fn run(sql: &SqlStorage, op: &Op, step: &Step) -> Result<(), StoreError> {
                 r.created_ms.into(),
             ],
         ),
+        // The document forgot its expired statuses already (keeping their
+        // fingerprints); the tables keep theirs until their ids are no
+        // longer seen, which costs no row: each is deleted once either way.
         Op::Prune {
-            uploads_before,
+            forget_before,
             idem_before,
+            ..
         } => {
             if has(LazyTable::Uploads) {
                 exec(
                     sql,
                     &format!("DELETE FROM uploads WHERE {TERMINAL} AND updated_ms < ?"),
-                    vec![(*uploads_before).into()],
+                    vec![(*forget_before).into()],
                 )
             } else {
                 Ok(())
@@ -821,7 +849,7 @@ fn run(sql: &SqlStorage, op: &Op, step: &Step) -> Result<(), StoreError> {
             exec(
                 sql,
                 "DELETE FROM superseded_sets WHERE first_at < ?",
-                vec![(*uploads_before - SET_SPAN_MS).into()],
+                vec![(*forget_before - SET_SPAN_MS).into()],
             )
         })
         .and_then(|()| {
@@ -831,12 +859,12 @@ fn run(sql: &SqlStorage, op: &Op, step: &Step) -> Result<(), StoreError> {
             exec(
                 sql,
                 "DELETE FROM superseded WHERE at < ?",
-                vec![(*uploads_before).into()],
+                vec![(*forget_before).into()],
             )?;
             exec(
                 sql,
                 "DELETE FROM supersessors WHERE last_ms < ?",
-                vec![(*uploads_before).into()],
+                vec![(*forget_before).into()],
             )
         })
         .and_then(|()| {
@@ -1025,7 +1053,14 @@ impl Store for SchedulerHost {
         .collect()
     }
 
-    fn oldest_prunable(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
+    fn forgotten(&self, id: &str, accepted_ms: i64) -> Result<bool, StoreError> {
+        let m = Member::of(id, accepted_ms);
+        Ok(get_doc::<DocForgotten>(&self.sql, META)
+            .map_err(err)?
+            .is_some_and(|d| d.forgotten.contains(&m)))
+    }
+
+    fn oldest_prunable(&self) -> Result<Prunable, StoreError> {
         let min = |q: &str| {
             first::<MinRow>(&self.sql, q, vec![])
                 .map(|r| r.and_then(|r| r.t))
@@ -1049,10 +1084,13 @@ impl Store for SchedulerHost {
         } else {
             None
         };
-        Ok((
-            [inline, full, sets, legacy].into_iter().flatten().min(),
+        // The document's fingerprints wait for a prune that runs anyway:
+        // waking a key only to drop them would write a row to save bytes.
+        Ok(Prunable {
+            statuses: inline,
+            seen: [full, sets, legacy].into_iter().flatten().min(),
             idem,
-        ))
+        })
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {

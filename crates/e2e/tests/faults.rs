@@ -821,6 +821,111 @@ fn duplicate_deliveries_make_one_write_and_count_once() {
     );
 }
 
+/// Polls `id`'s status until it answers `404` `upload_not_found`.
+fn wait_expired(c: &Client, id: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        match c.upload_status(id, None) {
+            Err(ClientError::Api {
+                status: 404, code, ..
+            }) => {
+                assert_eq!(code, "upload_not_found");
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("status of {id}: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the status of {id} never expired"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A key's scheduler remembers the ids it took for SEEN_IDS_TTL_SECONDS
+/// (9 days), well past their statuses (STATUS_TTL_SECONDS, here 2 s). So a
+/// write whose only delivery comes after its status window (a consumer
+/// paused or failing that long) is taken, not mistaken for a duplicate of
+/// a pruned write, and a replay of a write whose status expired and was
+/// pruned is still known: it changes nothing and is not counted again.
+#[test]
+fn deliveries_after_the_status_window_are_taken_once() {
+    let w = start(
+        WorkerOptions::new("faults-late")
+            .log_level("log")
+            .var("STATUS_TTL_SECONDS", "2"),
+    );
+    let c = w.client();
+    let offset = log_offset(&w);
+    // A write that ends, then expires; its scheduler prunes it at the
+    // alarm due a second after the window (the replay below waits for it).
+    let key = unique_key("late-replayed");
+    let body = b"committed, then replayed after its status expired";
+    let (a, _) = e2e::put_committed(&c, &key, body, &PutOptions::default());
+    let first = Write::put(a, body.to_vec());
+    wait_expired(&c, first.id(), Duration::from_secs(20));
+    // A write delivered 4 s after its acceptance, past its 2 s window.
+    let late_key = unique_key("late-first-delivery");
+    let late_body = b"delivered after its status window";
+    let late = delayed_put(&c, &late_key, late_body, 4);
+    std::thread::sleep(Duration::from_secs(2));
+    enqueue_raw(
+        &c,
+        &replayed_message(&first, b"replayed bytes under an expired id"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let late_status = loop {
+        match c.upload_status(late.id(), None) {
+            Ok(s) if s.state.is_terminal() => break s,
+            Ok(_) | Err(ClientError::Api { status: 404, .. }) => {}
+            Err(e) => panic!("status of the late write: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the write delivered after its status window never ended"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(late_status.state, UploadState::Committed, "{late_status:?}");
+    let obj = c.get_object(&late_key, &GetOptions::default()).unwrap();
+    assert_eq!(obj.body, late_body);
+    // The replay: recognised, the object keeps its bytes.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let recognised = loop {
+        let n: i64 = json_lines(&log_since(&w, offset), "consumer.batch")
+            .iter()
+            .filter_map(|l| l["duplicates"].as_i64())
+            .sum();
+        if n >= 1 || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        recognised, 1,
+        "the replay of the expired write is a known id"
+    );
+    let obj = c.get_object(&key, &GetOptions::default()).unwrap();
+    assert_eq!(obj.body, body);
+    // Counted once each: two writes, two commits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let s = c.stats().unwrap();
+        if s.committed >= n(2) || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_stats(&s, 2, 2, 0, 0);
+    println!(
+        "FIGURES late deliveries: a write first delivered 4 s after acceptance \
+         (STATUS_TTL_SECONDS=2) ended {:?}; a replay of an expired, pruned write was \
+         recognised ({recognised} duplicate); /stats {s:?}",
+        late_status.state
+    );
+}
+
 #[test]
 fn late_older_deliveries_end_superseded_and_never_regress() {
     let w = worker("faults-late");

@@ -13,6 +13,23 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
 /// `STATUS_TTL_SECONDS` default, 24 h: how long terminal statuses are kept.
 /// Longer costs Durable Object storage; shorter makes late polls 404.
 pub const DEFAULT_STATUS_TTL_SECONDS: u64 = 86_400;
+/// `SEEN_IDS_TTL_SECONDS` default, 9 days: how long a key's scheduler
+/// remembers every write id it took, after its status expired (as a 53-bit
+/// fingerprint, or the status row itself where it sits in a table until
+/// then), and how long a staged body may wait for its message.
+///
+/// It must outlast the longest a queue message can live, or a message
+/// delivered later is taken for a duplicate and dropped: the upload
+/// queue's `message_retention_period` plus the dead letter queue's (both
+/// 4 days by default, 14 at most) and a day of margin. A write delivered
+/// after its status expired (a consumer paused or failing for a day, a
+/// dead letter handled late) is then told apart from a duplicate of one
+/// that ended long ago: the first is taken, the second dropped. Longer
+/// costs storage (about 30 bytes per write id, and statuses in the table
+/// kept this long instead of `STATUS_TTL_SECONDS`); shorter than a
+/// message's life loses the writes delivered after it. Never shorter than
+/// `STATUS_TTL_SECONDS`.
+pub const DEFAULT_SEEN_IDS_TTL_SECONDS: u64 = 9 * 86_400;
 /// The largest body read into memory without knowing its size first: a
 /// body without `Content-Length` (larger: `411`, per the contract), and
 /// the bodies a `?mode=sync` write reads before asking its scheduler
@@ -200,6 +217,9 @@ pub struct Settings {
     pub allowed_origins: AllowedOrigins,
     pub max_upload_bytes: u64,
     pub status_ttl_ms: i64,
+    /// `SEEN_IDS_TTL_SECONDS` (see [`DEFAULT_SEEN_IDS_TTL_SECONDS`]), never
+    /// below `status_ttl_ms`.
+    pub seen_ids_ttl_ms: i64,
     /// `PREFER_WAIT_MAX_SECONDS`: the longest a `Prefer: wait` holds a
     /// write's answer (the contract allows up to 60). Longer lets clients
     /// skip polling for slower commits; each held request keeps a Worker
@@ -226,6 +246,7 @@ impl Default for Settings {
             allowed_origins: AllowedOrigins::Any,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             status_ttl_ms: DEFAULT_STATUS_TTL_SECONDS as i64 * 1000,
+            seen_ids_ttl_ms: DEFAULT_SEEN_IDS_TTL_SECONDS as i64 * 1000,
             max_prefer_wait_secs: crate::prefer::MAX_PREFER_WAIT_SECS,
             max_batch_bytes: crate::batch::DEFAULT_MAX_BATCH_BYTES,
             log_level: LogLevel::Info,
@@ -259,6 +280,13 @@ impl Settings {
             })?;
             s.status_ttl_ms = secs.max(1).saturating_mul(1000);
         }
+        if let Some(v) = var("SEEN_IDS_TTL_SECONDS") {
+            let secs: i64 = v.trim().parse().map_err(|_| {
+                ApiError::Internal("SEEN_IDS_TTL_SECONDS is not a whole number".into())
+            })?;
+            s.seen_ids_ttl_ms = secs.max(1).saturating_mul(1000);
+        }
+        s.seen_ids_ttl_ms = s.seen_ids_ttl_ms.max(s.status_ttl_ms);
         if let Some(v) = var("MAX_BATCH_BYTES") {
             s.max_batch_bytes = v
                 .trim()
@@ -494,6 +522,18 @@ mod fuzz {
             let s = Settings::from_vars(|k| (k == "STATUS_TTL_SECONDS").then(|| secs.to_string()));
             let s = s.map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert!(s.status_ttl_ms >= 1000);
+        }
+
+        #[test]
+        fn seen_ids_outlive_statuses(ttl in any::<i64>(), seen in any::<i64>()) {
+            let s = Settings::from_vars(|k| match k {
+                "STATUS_TTL_SECONDS" => Some(ttl.to_string()),
+                "SEEN_IDS_TTL_SECONDS" => Some(seen.to_string()),
+                _ => None,
+            });
+            let s = s.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(s.seen_ids_ttl_ms >= s.status_ttl_ms);
+            prop_assert!(s.seen_ids_ttl_ms >= seen.clamp(1, i64::MAX / 1000) * 1000);
         }
     }
 }

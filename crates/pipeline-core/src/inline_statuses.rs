@@ -16,6 +16,14 @@
 //! theirs), and a superseded write kept compactly
 //! ([`crate::superseded`]) leaves the document.
 //!
+//! A status that expires in the document leaves a fingerprint of its id
+//! there ([`crate::superseded::Member`], about 30 bytes): the key must
+//! remember the id as seen longer than its status is shown (see
+//! [`crate::engine::Op::Prune`]), and the document is rewritten by the
+//! prune anyway, so remembering it costs no row. At most
+//! [`MAX_FORGOTTEN`] are kept; past that, an expiring status moves to the
+//! table instead, which keeps it until the id is no longer seen.
+//!
 //! [`place`] decides; the store runs what it returns for the table.
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{Op, UploadRecord};
 use crate::message::WriteMessage;
+use crate::superseded::Member;
 
 /// The most statuses the document holds. More: fewer rows written by keys
 /// that end many writes a day, a larger document for every step to read
@@ -36,6 +45,15 @@ pub const MAX_ENTRIES: usize = 16;
 /// More: fewer rows for keys with bodies of tens of KB, more bytes parsed
 /// and written per step.
 pub const MAX_BYTES: usize = 32 * 1024;
+
+/// The most fingerprints of expired statuses the document keeps. A key
+/// whose statuses expire in the document is written at most about
+/// [`MAX_ENTRIES`] times per status retention, so with the default
+/// windows (24 h of statuses, 9 days of seen ids) it keeps some 150.
+/// More: a larger document for every step; fewer: keys with short status
+/// retentions move more expiring statuses to the table (a row written,
+/// and deleted later).
+pub const MAX_FORGOTTEN: usize = 256;
 
 /// One status kept in the document, with its held write's message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +90,7 @@ pub struct Placed {
 /// ([`crate::superseded`]) rather than as a full row.
 pub fn place(
     inline: &mut Vec<InlineStatus>,
+    forgotten: &mut Vec<Member>,
     ops: Vec<Op>,
     in_table: impl Fn(&str) -> bool,
     compact: impl Fn(&UploadRecord) -> bool,
@@ -123,12 +142,32 @@ pub fn place(
                 early.remove(&id);
                 out.changed = true;
             }
-            Op::Prune { uploads_before, .. } => {
-                let before = inline.len();
-                inline.retain(|e| {
-                    !(e.record.state.is_terminal() && e.record.updated_ms < uploads_before)
-                });
-                out.changed |= inline.len() != before;
+            Op::Prune {
+                uploads_before,
+                forget_before,
+                ..
+            } => {
+                let known = forgotten.len();
+                forgotten.retain(|m| m.at >= forget_before);
+                out.changed |= forgotten.len() != known;
+                let (expired, kept): (Vec<_>, Vec<_>) =
+                    std::mem::take(inline).into_iter().partition(|e| {
+                        e.record.state.is_terminal() && e.record.updated_ms < uploads_before
+                    });
+                *inline = kept;
+                for e in expired {
+                    out.changed = true;
+                    let m = Member::of(&e.record.id, e.record.accepted_ms);
+                    if forgotten.contains(&m) {
+                        continue;
+                    }
+                    if forgotten.len() < MAX_FORGOTTEN {
+                        forgotten.push(m);
+                    } else {
+                        // The table keeps it until `forget_before` passes.
+                        out.table.push(Op::PutUpload(e.record));
+                    }
+                }
                 out.table.push(op);
             }
             other => out.table.push(other),
@@ -270,8 +309,10 @@ mod tests {
                             e.1 = None;
                         }
                     }
-                    Op::Prune { uploads_before, .. } => self.0.retain(|_, (r, _)| {
-                        !(r.state.is_terminal() && r.updated_ms < uploads_before)
+                    // As the SQLite store: a row stays until its id is
+                    // no longer seen.
+                    Op::Prune { forget_before, .. } => self.0.retain(|_, (r, _)| {
+                        !(r.state.is_terminal() && r.updated_ms < forget_before)
                     }),
                     _ => {}
                 }
@@ -284,6 +325,7 @@ mod tests {
         let mut inline = Vec::new();
         let held = place(
             &mut inline,
+            &mut Vec::new(),
             vec![
                 Op::PutBody(message(1, 100)),
                 Op::PutUpload(record(1, UploadState::Scheduled, 5)),
@@ -295,6 +337,7 @@ mod tests {
         assert!(inline[0].message.is_some());
         let ended = place(
             &mut inline,
+            &mut Vec::new(),
             vec![
                 Op::PutUpload(record(1, UploadState::Committed, 6)),
                 Op::DeleteBody("id-1".into()),
@@ -313,15 +356,18 @@ mod tests {
         let m = message(1, 10);
         place(
             &mut inline,
+            &mut Vec::new(),
             vec![Op::PutUpload(record(1, UploadState::Committed, 5))],
             |_| false,
             superseded,
         );
         let placed = place(
             &mut inline,
+            &mut Vec::new(),
             vec![
                 Op::Prune {
                     uploads_before: 10,
+                    forget_before: 0,
                     idem_before: 0,
                 },
                 Op::PutBody(m.clone()),
@@ -339,6 +385,7 @@ mod tests {
         let r = record(1, UploadState::Committed, 6);
         let placed = place(
             &mut inline,
+            &mut Vec::new(),
             vec![Op::PutUpload(r.clone()), Op::DeleteBody("id-1".into())],
             |id| id == "id-1",
             superseded,
@@ -364,7 +411,7 @@ mod tests {
                 100 - i64::from(n),
             )));
         }
-        let placed = place(&mut inline, ops, |_| false, superseded);
+        let placed = place(&mut inline, &mut Vec::new(), ops, |_| false, superseded);
         assert_eq!(inline.len(), MAX_ENTRIES);
         // The least recently changed ended one, not the older held write.
         assert_eq!(
@@ -384,6 +431,7 @@ mod tests {
         let r = record(1, UploadState::Scheduled, 5);
         let placed = place(
             &mut inline,
+            &mut Vec::new(),
             vec![Op::PutBody(m.clone()), Op::PutUpload(r.clone())],
             |_| false,
             superseded,
@@ -408,19 +456,29 @@ mod tests {
         ]
     }
 
+    /// How far behind the status window the seen-id window ends, in the
+    /// property test's time (steps are 10 apart).
+    const FORGET_LAG: i64 = 100;
+
     proptest! {
         /// Whatever the steps, the document and the table together hold
         /// exactly what one flat map of statuses would (status and
-        /// message of every id), the document stays within its bounds,
-        /// and an id is never in both.
+        /// message of every id), except that an expired status may be
+        /// gone: then the document remembers its id (a fingerprint) until
+        /// the seen-id window passes it. The document stays within its
+        /// bounds and holds no expired status, and an id is never in both.
         #[test]
         fn document_and_table_together_hold_what_a_flat_map_would(
             steps in proptest::collection::vec(proptest::collection::vec(change(), 1..5), 1..40),
             table_first in proptest::collection::btree_set(0u32..40, 0..5),
         ) {
             let mut inline = Vec::new();
+            let mut forgotten = Vec::new();
             let mut table = Table::default();
             let mut flat: BTreeMap<String, (UploadRecord, Option<WriteMessage>)> = BTreeMap::new();
+            // Expired statuses (which may be gone) and the seen-id window.
+            let mut expired: BTreeMap<String, UploadRecord> = BTreeMap::new();
+            let mut forget_from = i64::MIN;
             // Statuses an earlier version left in the table.
             for n in &table_first {
                 let r = record(*n, UploadState::Scheduled, 0);
@@ -435,6 +493,7 @@ mod tests {
                         Change::Hold { n, body } => {
                             let r = record(n, UploadState::Scheduled, now);
                             let m = message(n, body);
+                            expired.remove(&r.id);
                             flat.insert(r.id.clone(), (r.clone(), Some(m.clone())));
                             ops.push(Op::PutBody(m));
                             ops.push(Op::PutUpload(r));
@@ -442,6 +501,7 @@ mod tests {
                         Change::End { n, state } => {
                             let state = [UploadState::Committed, UploadState::Failed, UploadState::Superseded][state as usize];
                             let r = record(n, state, now);
+                            expired.remove(&r.id);
                             if state == UploadState::Superseded {
                                 flat.remove(&r.id);
                             } else {
@@ -451,23 +511,106 @@ mod tests {
                             ops.push(Op::DeleteBody(format!("id-{n}")));
                         }
                         Change::Prune { before } => {
-                            flat.retain(|_, (r, _)| !(r.state.is_terminal() && r.updated_ms < before));
-                            ops.push(Op::Prune { uploads_before: before, idem_before: 0 });
+                            let forget_before = before - FORGET_LAG;
+                            forget_from = forget_from.max(forget_before);
+                            flat.retain(|id, (r, _)| {
+                                let gone = r.state.is_terminal() && r.updated_ms < before;
+                                if gone {
+                                    expired.insert(id.clone(), r.clone());
+                                }
+                                !gone
+                            });
+                            ops.push(Op::Prune { uploads_before: before, forget_before, idem_before: 0 });
                         }
                     }
                 }
                 let held: HashSet<String> = table.0.keys().cloned().collect();
-                let placed = place(&mut inline, ops, |id| held.contains(id), superseded);
+                let placed = place(&mut inline, &mut forgotten, ops, |id| held.contains(id), superseded);
                 table.run(placed.table);
                 prop_assert!(inline.len() <= MAX_ENTRIES);
+                prop_assert!(forgotten.len() <= MAX_FORGOTTEN);
                 prop_assert!(inline.iter().map(InlineStatus::bytes).sum::<usize>() <= MAX_BYTES);
-                let mut both: BTreeMap<String, (UploadRecord, Option<WriteMessage>)> = table.0.clone();
+                let mut both: BTreeMap<String, (UploadRecord, Option<WriteMessage>)> = BTreeMap::new();
+                for (id, e) in &table.0 {
+                    if !expired.contains_key(id) {
+                        both.insert(id.clone(), e.clone());
+                    }
+                }
                 for e in &inline {
-                    prop_assert!(!both.contains_key(&e.record.id), "{} in both", e.record.id);
+                    prop_assert!(!table.0.contains_key(&e.record.id), "{} in both", e.record.id);
+                    prop_assert!(!expired.contains_key(&e.record.id), "{} expired in the document", e.record.id);
                     both.insert(e.record.id.clone(), (e.record.clone(), e.message.clone()));
                 }
                 prop_assert_eq!(&both, &flat);
+                // Every expired id inside the seen-id window is still seen:
+                // its row in the table, or its fingerprint.
+                for (id, r) in &expired {
+                    if r.accepted_ms < forget_from {
+                        continue;
+                    }
+                    let row = table.0.get(id).map(|(t, _)| t);
+                    let fp = forgotten.contains(&Member::of(id, r.accepted_ms));
+                    prop_assert!(row == Some(r) || fp, "{} expired and forgotten too early", id);
+                }
             }
         }
+    }
+
+    #[test]
+    fn past_its_fingerprints_the_document_moves_expiring_statuses_to_the_table() {
+        let mut inline = Vec::new();
+        let mut forgotten: Vec<Member> = (0..MAX_FORGOTTEN as i64)
+            .map(|i| Member {
+                at: 1000 + i,
+                fp: i,
+            })
+            .collect();
+        let r = record(1, UploadState::Committed, 5);
+        place(
+            &mut inline,
+            &mut forgotten,
+            vec![Op::PutUpload(r.clone())],
+            |_| false,
+            superseded,
+        );
+        let prune = Op::Prune {
+            uploads_before: 10,
+            forget_before: 0,
+            idem_before: 0,
+        };
+        let placed = place(
+            &mut inline,
+            &mut forgotten,
+            vec![prune.clone()],
+            |_| false,
+            superseded,
+        );
+        assert!(inline.is_empty());
+        assert_eq!(forgotten.len(), MAX_FORGOTTEN);
+        assert_eq!(placed.table, vec![Op::PutUpload(r), prune]);
+        // Once older fingerprints leave the window, the next one fits.
+        let r2 = record(2, UploadState::Committed, 6);
+        place(
+            &mut inline,
+            &mut forgotten,
+            vec![Op::PutUpload(r2.clone())],
+            |_| false,
+            superseded,
+        );
+        let prune = Op::Prune {
+            uploads_before: 10,
+            forget_before: 1100,
+            idem_before: 0,
+        };
+        let placed = place(
+            &mut inline,
+            &mut forgotten,
+            vec![prune.clone()],
+            |_| false,
+            superseded,
+        );
+        assert_eq!(placed.table, vec![prune]);
+        assert!(forgotten.contains(&Member::of(&r2.id, r2.accepted_ms)));
+        assert_eq!(forgotten.len(), MAX_FORGOTTEN - 100 + 1);
     }
 }

@@ -45,13 +45,13 @@ pub const fn inline_body_bound(message_max: usize) -> u64 {
 }
 
 /// Whether a staged body uploaded at `uploaded_ms` is an orphan the sweep
-/// may delete: older than the status retention. No message can still be
-/// delivered that late (the retention must outlast the consumer's
-/// tolerated outage), and every write that used a staged body ended long
-/// before, so only bodies whose producer died between staging and sending
-/// (or whose cleanup failed) are that old.
-pub fn staged_orphan(uploaded_ms: i64, now_ms: i64, status_ttl_ms: i64) -> bool {
-    now_ms - uploaded_ms > status_ttl_ms
+/// may delete: older than the seen-id window (`SEEN_IDS_TTL_SECONDS`). No
+/// message can still be delivered that late (the window must outlast the
+/// queues' message retention), and every write that used a staged body
+/// ended before, so only bodies whose producer died between staging and
+/// sending (or whose cleanup failed) are that old.
+pub fn staged_orphan(uploaded_ms: i64, now_ms: i64, seen_ids_ttl_ms: i64) -> bool {
+    now_ms - uploaded_ms > seen_ids_ttl_ms
 }
 
 /// Where a write's bytes are.

@@ -14,6 +14,7 @@
 //! member's time and span at most [`SET_SPAN_MS`], so a lookup reads only
 //! the sets that start in the span before the write's time.
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The widest span of acceptance times in one set. A lookup reads the sets
@@ -38,13 +39,27 @@ pub fn fingerprint(id: &str) -> i64 {
     i64::from_be_bytes(b) & ((1i64 << 53) - 1)
 }
 
-/// One superseded write, as a set stores it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One superseded write, as a set stores it (also one forgotten write id,
+/// as [`crate::inline_statuses`] keeps it: `[at, fp]` in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(from = "(i64, i64)", into = "(i64, i64)")]
 pub struct Member {
     /// When the write was accepted (ms since the epoch).
     pub at: i64,
     /// [`fingerprint`] of its id.
     pub fp: i64,
+}
+
+impl From<(i64, i64)> for Member {
+    fn from((at, fp): (i64, i64)) -> Self {
+        Member { at, fp }
+    }
+}
+
+impl From<Member> for (i64, i64) {
+    fn from(m: Member) -> Self {
+        (m.at, m.fp)
+    }
 }
 
 impl Member {

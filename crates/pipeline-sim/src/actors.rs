@@ -197,7 +197,7 @@ impl ProducerIo for SimProducer {
             return Err(ApiError::QueueUnavailable("injected".into()));
         }
         w.ledger.borrow_mut().sent.insert(msg.id.clone());
-        push_message(w, msg.encode(), w.now());
+        push_message(w, msg.encode(), delivery_at(w));
         if w.is_active() && w.chance(w.cfg.p_duplicate) {
             w.ledger.borrow_mut().faults.duplicates += 1;
             let later = w.now() + w.range(0, w.cfg.duplicate_delay_ms);
@@ -244,10 +244,23 @@ impl ProducerIo for SimProducer {
         }
         for m in msgs {
             w.ledger.borrow_mut().sent.insert(m.id.clone());
-            push_message(w, m.encode(), w.now());
+            push_message(w, m.encode(), delivery_at(w));
         }
         Ok(())
     }
+}
+
+/// When a message just sent becomes visible: now, or (the backlog fault)
+/// once the status retention has passed, up to twice it.
+fn delivery_at(w: &World) -> i64 {
+    let now = w.now();
+    if w.cfg.p_backlog > 0.0 && w.is_active() && w.chance(w.cfg.p_backlog) {
+        w.ledger.borrow_mut().faults.backlogged += 1;
+        let at = now + w.range(w.cfg.status_ttl_ms, w.cfg.status_ttl_ms * 2);
+        w.trace(format!("queue holds a message back until {at} (backlog)"));
+        return at;
+    }
+    now
 }
 
 fn push_message(world: &World, body: String, visible_at: i64) {

@@ -61,6 +61,12 @@ pub struct SimConfig {
     pub full_batches: bool,
     pub max_retries: u32,
     pub status_ttl_ms: i64,
+    /// `SEEN_IDS_TTL_SECONDS`: longer than any message lives here (a
+    /// backlog, retries, duplicates and the dead letter queue together).
+    pub seen_ids_ttl_ms: i64,
+    /// A message's delivery is held back past the status retention (the
+    /// upload consumer paused, or failing, for that long).
+    pub p_backlog: f64,
     pub trace_lines: usize,
     /// An async write carries a callback URL.
     pub p_callback: f64,
@@ -122,6 +128,8 @@ impl SimConfig {
             // as the deployment's settings must (see the engine's docs).
             // and than a held write can wait (landing grace, retries).
             status_ttl_ms: r.range(tolerated * 2, tolerated * 3).max(120_000),
+            seen_ids_ttl_ms: 0,
+            p_backlog: 0.0,
             trace_lines: 40,
             p_callback: [0.0, 0.3, 1.0][r.below(3)],
             events: r.chance(0.5),
@@ -134,6 +142,7 @@ impl SimConfig {
             upload_queues: (seed % 3) as u32 + 1,
         }
         .with_lull(&mut r)
+        .with_backlog(&mut r)
     }
 
     /// One hot key written at `per_key_per_s` asynchronous puts a second
@@ -188,6 +197,16 @@ impl SimConfig {
             trace_lines: 40,
             ..cfg
         }
+    }
+
+    /// Draws the backlog fault and sets the seen-id window past the
+    /// longest life a message has here: a backlog of up to twice the
+    /// status retention, the consumer's retries (at most half of it),
+    /// duplicates (up to twice it) and the dead letter queue's retries.
+    fn with_backlog(mut self, r: &mut Rng) -> Self {
+        self.p_backlog = [0.0, 0.0, 0.05][r.below(3)];
+        self.seen_ids_ttl_ms = self.status_ttl_ms * 8;
+        self
     }
 
     /// Draws the quiet spell (after every other parameter, so adding it

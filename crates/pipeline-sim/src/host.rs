@@ -7,8 +7,8 @@
 use std::rc::Rc;
 
 use pipeline_core::engine::{
-    BlobError, Blobs, Clock, HostError, IdemRecord, Meta, Notifier, Op, OutboxEntry, PutBody,
-    StatsSink, Store, StoreError, StoredHead, UploadRecord,
+    BlobError, Blobs, Clock, HostError, IdemRecord, Meta, Notifier, Op, OutboxEntry, Prunable,
+    PutBody, StatsSink, Store, StoreError, StoredHead, UploadRecord,
 };
 use pipeline_core::message::WriteMessage;
 use pipeline_core::stats::SourcePush;
@@ -57,7 +57,12 @@ impl Store for SimHost {
     fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.world.objects.borrow()[self.obj].store.outbox(limit)
     }
-    fn oldest_prunable(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
+    fn forgotten(&self, id: &str, accepted_ms: i64) -> Result<bool, StoreError> {
+        self.world.objects.borrow()[self.obj]
+            .store
+            .forgotten(id, accepted_ms)
+    }
+    fn oldest_prunable(&self) -> Result<Prunable, StoreError> {
         self.world.objects.borrow()[self.obj]
             .store
             .oldest_prunable()

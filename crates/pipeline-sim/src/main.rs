@@ -76,6 +76,7 @@ fn main() {
                 f.r2_permanent += r.faults.r2_permanent;
                 f.queue_send_failures += r.faults.queue_send_failures;
                 f.duplicates += r.faults.duplicates;
+                f.backlogged += r.faults.backlogged;
                 f.outages += r.faults.outages;
                 f.store_failures += r.faults.store_failures;
                 f.late_alarms += r.faults.late_alarms;

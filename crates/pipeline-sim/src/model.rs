@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use pipeline_core::engine::{
-    IdemRecord, Memory, Meta, Op, OutboxEntry, Store, StoreError, UploadRecord,
+    IdemRecord, Memory, Meta, Op, OutboxEntry, Prunable, Store, StoreError, UploadRecord,
 };
 use pipeline_core::id::WriteOp;
 use pipeline_core::message::WriteMessage;
@@ -33,6 +33,11 @@ pub struct MemStore {
     /// index on terminal rows gives its store (and keeps a run with
     /// hundreds of thousands of rows from scanning them all at every step).
     prunable: BTreeSet<(i64, String)>,
+    /// Ids whose statuses expired and were pruned, by acceptance time:
+    /// remembered as seen until `forget_before` passes it (the Durable
+    /// Object keeps a fingerprint, or the row itself; either answers the
+    /// engine the same).
+    pub forgotten: BTreeSet<(i64, String)>,
     pub bodies: BTreeMap<String, WriteMessage>,
     pub garbage: BTreeSet<String>,
     pub idem: BTreeMap<String, IdemRecord>,
@@ -80,14 +85,18 @@ impl MemStore {
                 Op::RemoveOutbox(id) => self.outbox.retain(|x| x.msg_id != id),
                 Op::Prune {
                     uploads_before,
+                    forget_before,
                     idem_before,
                 } => {
                     // As the Durable Object's store does: superseded rows
                     // are kept by acceptance time, the others by last change.
                     let kept = self.prunable.split_off(&(uploads_before, String::new()));
                     for (_, id) in std::mem::replace(&mut self.prunable, kept) {
-                        self.uploads.remove(&id);
+                        if let Some(r) = self.uploads.remove(&id) {
+                            self.forgotten.insert((r.accepted_ms, id));
+                        }
                     }
+                    self.forgotten = self.forgotten.split_off(&(forget_before, String::new()));
                     self.idem.retain(|_, r| r.created_ms >= idem_before);
                 }
             }
@@ -127,12 +136,19 @@ impl Store for ObjStore {
     fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         Ok(self.borrow().outbox.iter().take(limit).cloned().collect())
     }
-    fn oldest_prunable(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
+    fn forgotten(&self, id: &str, accepted_ms: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .borrow()
+            .forgotten
+            .contains(&(accepted_ms, id.to_string())))
+    }
+    fn oldest_prunable(&self) -> Result<Prunable, StoreError> {
         let s = self.borrow();
-        Ok((
-            s.prunable.first().map(|(t, _)| *t),
-            s.idem.values().map(|r| r.created_ms).min(),
-        ))
+        Ok(Prunable {
+            statuses: s.prunable.first().map(|(t, _)| *t),
+            seen: s.forgotten.first().map(|(t, _)| *t),
+            idem: s.idem.values().map(|r| r.created_ms).min(),
+        })
     }
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         self.borrow_mut().apply(ops);
@@ -252,6 +268,8 @@ pub struct Faults {
     pub r2_permanent: u64,
     pub queue_send_failures: u64,
     pub duplicates: u64,
+    /// Messages held back past the status retention.
+    pub backlogged: u64,
     pub outages: u64,
     pub store_failures: u64,
     pub late_alarms: u64,

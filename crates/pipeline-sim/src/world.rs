@@ -146,6 +146,7 @@ impl World {
             .collect();
         let engine = EngineConfig {
             status_ttl_ms: cfg.status_ttl_ms,
+            seen_ids_ttl_ms: cfg.seen_ids_ttl_ms,
             max_commit_attempts: pipeline_core::config::MAX_COMMIT_ATTEMPTS,
             idempotency_ttl_ms: cfg.status_ttl_ms,
             events: cfg.events,
@@ -859,11 +860,11 @@ impl World {
         self.schedule(next, Event::Crash);
     }
 
-    /// Deletes staged bodies older than the status retention, as the
-    /// Worker's scheduled sweep does.
+    /// Deletes staged bodies older than the seen-id window (no message
+    /// can name them any more), as the Worker's scheduled sweep does.
     fn sweep(self: &Rc<Self>) {
         let now = self.now();
-        let ttl = self.cfg.status_ttl_ms;
+        let ttl = self.cfg.seen_ids_ttl_ms;
         let old: Vec<String> = self
             .r2
             .borrow()

@@ -16,8 +16,8 @@ use crate::status::UploadState;
 enum Seen {
     /// New to this scheduler.
     New,
-    /// Already recorded (a duplicate delivery), or accepted longer ago than
-    /// the status retention: a duplicate whose status was pruned.
+    /// Already recorded (a duplicate delivery), remembered after its
+    /// status expired, or accepted longer ago than any message lives.
     Known,
     /// Its `Idempotency-Key` is held by another id: dropped.
     Repeat,
@@ -28,17 +28,33 @@ impl<H: Host> Scheduler<'_, H> {
         if self.host.upload(id, at.accepted_ms)?.is_some() {
             return Ok(Seen::Known);
         }
-        // Statuses are kept longer than any message can take to arrive (the
-        // retention outlasts the consumer's tolerated outage), so a write
-        // accepted longer ago than the retention and not on record is a
-        // duplicate whose status was pruned: it ended long ago.
-        let expired = at.accepted_ms + self.cfg.status_ttl_ms <= tx.now;
-        if expired && !active(Bug::RecountAfterPrune) {
+        if active(Bug::LateWriteTakenForDuplicate)
+            && at.accepted_ms + self.cfg.status_ttl_ms <= tx.now
+        {
+            return Ok(Seen::Known);
+        }
+        // A write whose status expired is remembered as seen (its status
+        // kept, or a fingerprint of its id) until `seen_ids_ttl_ms` after
+        // its acceptance, longer than any queue message lives. So a write
+        // not on record is new, however late it comes (a backlog, a dead
+        // letter handled late), unless it is older than that: then it can
+        // only be a duplicate of a write forgotten since.
+        let remembered =
+            !active(Bug::RecountAfterPrune) && self.host.forgotten(id, at.accepted_ms)?;
+        let beyond_memory = at.accepted_ms + self.cfg.seen_ids_ttl_ms <= tx.now;
+        if remembered || (beyond_memory && !active(Bug::RecountAfterPrune)) {
             return Ok(Seen::Known);
         }
         if let Some(k) = idem {
             if let Some(held) = self.live_claim(tx, k)? {
-                if held.id != id {
+                // A repeat was answered with the holder's id while the
+                // holder's claim was live, so the claim is older than the
+                // repeat's acceptance plus the window. A holder that claimed
+                // the key later took it after this write's own claim
+                // expired (this write comes that late): not a repeat.
+                let could_repeat = held.created_ms < at.accepted_ms + self.cfg.idempotency_ttl_ms
+                    || active(Bug::LateWriteTakenForRepeat);
+                if held.id != id && could_repeat {
                     return Ok(Seen::Repeat);
                 }
             }

@@ -31,6 +31,7 @@ impl<H: Host> Scheduler<'_, H> {
         if now >= self.mem.prune_not_before.get() {
             self.host.apply(vec![Op::Prune {
                 uploads_before: now - self.cfg.status_ttl_ms,
+                forget_before: now - self.cfg.seen_ids_ttl_ms,
                 idem_before: now - self.cfg.idempotency_ttl_ms,
             }])?;
             self.mem

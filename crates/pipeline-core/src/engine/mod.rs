@@ -37,7 +37,7 @@ use std::cell::Cell;
 
 pub use io::{BlobError, Blobs, Clock, HostError, Notifier, PutBody, StatsSink, StoredHead};
 pub use store::{
-    Callback, IdemRecord, Meta, Op, OutboxEntry, RecentCommit, RetryDoc, StatsDoc, Store,
+    Callback, IdemRecord, Meta, Op, OutboxEntry, Prunable, RecentCommit, RetryDoc, StatsDoc, Store,
     StoreError, Stored, UploadRecord, Via, RECENT_COMMITS,
 };
 
@@ -106,6 +106,9 @@ pub const OUTBOX_RETRY_MS: i64 = 2000;
 pub struct EngineConfig {
     /// How long terminal statuses are kept.
     pub status_ttl_ms: i64,
+    /// How long a write id is remembered as seen, after its acceptance
+    /// (`SEEN_IDS_TTL_SECONDS`): longer than any message can live.
+    pub seen_ids_ttl_ms: i64,
     /// Tries of one R2 write before its upload is `failed`.
     pub max_commit_attempts: u32,
     /// How long an `Idempotency-Key` is remembered.
@@ -119,6 +122,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             status_ttl_ms: crate::config::DEFAULT_STATUS_TTL_SECONDS as i64 * 1000,
+            seen_ids_ttl_ms: crate::config::DEFAULT_SEEN_IDS_TTL_SECONDS as i64 * 1000,
             max_commit_attempts: crate::config::MAX_COMMIT_ATTEMPTS,
             idempotency_ttl_ms: crate::config::IDEMPOTENCY_TTL_MS,
             events: false,
@@ -548,12 +552,15 @@ impl<'a, H: Host> Scheduler<'a, H> {
         if !self.host.outbox(1)?.is_empty() {
             at(now.max(self.mem.outbox_retry_at.get()));
         }
-        let (uploads, idem) = self.host.oldest_prunable()?;
+        let prunable = self.host.oldest_prunable()?;
         let prune_from = self.mem.prune_not_before.get();
-        if let Some(t) = uploads {
+        if let Some(t) = prunable.statuses {
             at((t + self.cfg.status_ttl_ms + 1000).max(prune_from));
         }
-        if let Some(t) = idem {
+        if let Some(t) = prunable.seen {
+            at((t + self.cfg.seen_ids_ttl_ms + 1000).max(prune_from));
+        }
+        if let Some(t) = prunable.idem {
             at((t + self.cfg.idempotency_ttl_ms + 1000).max(prune_from));
         }
         let r = match due {

@@ -33,6 +33,15 @@ pub enum Bug {
     SplitEnqueue,
     /// A duplicate delivered after its status was pruned is counted again.
     RecountAfterPrune,
+    /// A write not seen before and accepted longer ago than the status
+    /// retention is taken for a duplicate whose status was pruned, and
+    /// dropped: a write delivered late (a backlog, a dead letter handled
+    /// late) never ends.
+    LateWriteTakenForDuplicate,
+    /// A write delivered after its `Idempotency-Key`'s window, the key
+    /// since claimed by a newer write, is taken for a repeat of that
+    /// newer write and dropped: it never ends.
+    LateWriteTakenForRepeat,
     /// The consumer retries an unreachable scheduler after a constant 2 s,
     /// so a short outage turns accepted writes into `failed`.
     ConstantRetryDelay,
@@ -62,7 +71,7 @@ pub enum Bug {
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 16] = [
         Bug::StaleRecovery,
         Bug::SyncSupersedesEarly,
         Bug::ClaimBeforeSend,
@@ -70,6 +79,8 @@ impl Bug {
         Bug::StartBeforeGet,
         Bug::SplitEnqueue,
         Bug::RecountAfterPrune,
+        Bug::LateWriteTakenForDuplicate,
+        Bug::LateWriteTakenForRepeat,
         Bug::ConstantRetryDelay,
         Bug::ConditionIgnored,
         Bug::ConditionFolded,

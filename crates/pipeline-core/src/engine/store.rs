@@ -197,13 +197,36 @@ pub enum Op {
     PutOutbox(OutboxEntry),
     /// An event the queues took (by `msg_id`).
     RemoveOutbox(String),
-    /// Terminal upload rows last changed before `uploads_before` (a
-    /// superseded row: accepted before it; its status answers 404 from
-    /// then on anyway), and idempotency keys created before `idem_before`.
+    /// Expired statuses and idempotency keys.
+    ///
+    /// A terminal status last changed before `uploads_before` (a superseded
+    /// one: accepted before it) has expired: the engine answers 404 for it
+    /// from then on, and the store may drop it. But its id stays *seen*
+    /// until `forget_before` passes its acceptance: [`Store::upload`] still
+    /// finds its status, or [`Store::forgotten`] finds its fingerprint, so
+    /// that a late duplicate of it is told apart from a write never
+    /// delivered before. Idempotency keys created before `idem_before` go.
     Prune {
         uploads_before: i64,
+        forget_before: i64,
         idem_before: i64,
     },
+}
+
+/// What a prune would remove, by the time it was last changed or
+/// accepted: the engine adds the matching retention to each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prunable {
+    /// The oldest change of a terminal status the store drops once it
+    /// expires (`uploads_before` of [`Op::Prune`]).
+    pub statuses: Option<i64>,
+    /// The oldest time (acceptance or last change) of a status or
+    /// fingerprint the store keeps until its id is no longer seen
+    /// (`forget_before`). A store may leave out what can wait for the
+    /// next prune that runs anyway.
+    pub seen: Option<i64>,
+    /// The oldest `created_ms` of an idempotency key.
+    pub idem: Option<i64>,
 }
 
 /// The scheduler's storage.
@@ -226,6 +249,14 @@ pub trait Store {
     /// # Errors
     /// As [`Store::meta`].
     fn body(&self, id: &str) -> Result<Option<WriteMessage>, StoreError>;
+    /// Whether `id` (accepted at `accepted_ms`) had a status that expired
+    /// and was dropped, and is still remembered as seen (see
+    /// [`Op::Prune`]). A store that keeps such statuses until
+    /// `forget_before` instead (found by [`Store::upload`]) answers `false`.
+    ///
+    /// # Errors
+    /// As [`Store::meta`].
+    fn forgotten(&self, id: &str, accepted_ms: i64) -> Result<bool, StoreError>;
     /// Who holds an `Idempotency-Key`, if anyone does.
     ///
     /// # Errors
@@ -242,12 +273,11 @@ pub trait Store {
     /// # Errors
     /// As [`Store::meta`].
     fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
-    /// The oldest `updated_ms` of a terminal upload row, and the oldest
-    /// `created_ms` of an idempotency key: when the next prune is due.
+    /// When the next prune has something to do (see [`Prunable`]).
     ///
     /// # Errors
     /// As [`Store::meta`].
-    fn oldest_prunable(&self) -> Result<(Option<i64>, Option<i64>), StoreError>;
+    fn oldest_prunable(&self) -> Result<Prunable, StoreError>;
     /// Applies one step's changes, all or none.
     ///
     /// # Errors
