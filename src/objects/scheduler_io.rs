@@ -39,6 +39,9 @@ pub struct SchedulerHost {
     pub(super) tables: super::scheduler_store::Tables,
     /// The oldest terminal status row's last change, once read.
     pub(super) oldest: super::scheduler_store::OldestTerminal,
+    /// The scheduler's document, parsed, as this instance last read or
+    /// wrote it.
+    pub(super) doc: super::scheduler_store::DocCache,
 }
 
 impl SchedulerHost {
@@ -51,6 +54,7 @@ impl SchedulerHost {
             source: format!("key:{}", state.id()),
             tables: super::scheduler_store::Tables::default(),
             oldest: super::scheduler_store::OldestTerminal::default(),
+            doc: super::scheduler_store::DocCache::default(),
             env,
         }
     }

@@ -47,6 +47,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use pipeline_core::engine::{
     Callback, IdemRecord, Meta, Op, OutboxEntry, Prunable, Store, StoreError, UploadRecord, Via,
@@ -303,8 +304,8 @@ impl OldestTerminal {
 /// it ([`pipeline_core::inline_statuses`]). Objects created by earlier
 /// versions have documents without statuses; the engine reads the same
 /// document either way (it ignores `statuses`).
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Doc {
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Doc {
     #[serde(flatten)]
     meta: Meta,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -315,33 +316,42 @@ struct Doc {
     forgotten: Vec<Member>,
 }
 
-/// The fingerprints of the stored document, without decoding the rest.
-#[derive(Deserialize)]
-struct DocForgotten {
-    #[serde(default)]
-    forgotten: Vec<Member>,
+/// The scheduler's document, parsed once per change instead of at every
+/// read: a step reads it several times (its state, each write's status,
+/// the fingerprints of expired ones), up to 32 KB of JSON each time, and
+/// admission looks up every write of a batch. Only this instance writes
+/// its storage, so the copy stays true: set by each transaction that ran
+/// (to the document it left), forgotten when one failed (rolled back) and
+/// by the test probes that write the document directly.
+#[derive(Debug, Default)]
+pub struct DocCache(RefCell<Option<Rc<Doc>>>);
+
+impl DocCache {
+    /// The document (default when never written).
+    ///
+    /// # Errors
+    /// [`StoreError`] when it cannot be read or parsed.
+    fn get(&self, sql: &SqlStorage) -> Result<Rc<Doc>, StoreError> {
+        if let Some(d) = self.0.borrow().as_ref() {
+            return Ok(d.clone());
+        }
+        let d = Rc::new(get_doc::<Doc>(sql, META).map_err(err)?.unwrap_or_default());
+        *self.0.borrow_mut() = Some(d.clone());
+        Ok(d)
+    }
+
+    fn set(&self, doc: Doc) {
+        *self.0.borrow_mut() = Some(Rc::new(doc));
+    }
+
+    pub(super) fn forget(&self) {
+        *self.0.borrow_mut() = None;
+    }
 }
 
-/// The statuses of the stored document, without decoding the rest.
-#[derive(Deserialize)]
-struct DocStatuses {
-    #[serde(default)]
-    statuses: Vec<InlineStatus>,
-}
-
-/// The statuses the stored document holds.
-fn inline_statuses(sql: &SqlStorage) -> Result<Vec<InlineStatus>, StoreError> {
-    Ok(get_doc::<DocStatuses>(sql, META)
-        .map_err(err)?
-        .map(|d| d.statuses)
-        .unwrap_or_default())
-}
-
-/// The status of `id` the stored document holds, if it holds one.
-fn inline_status(sql: &SqlStorage, id: &str) -> Result<Option<InlineStatus>, StoreError> {
-    Ok(inline_statuses(sql)?
-        .into_iter()
-        .find(|e| e.record.id == id))
+/// The status of `id` the document holds, if it holds one.
+fn inline_status<'a>(doc: &'a Doc, id: &str) -> Option<&'a InlineStatus> {
+    doc.statuses.iter().find(|e| e.record.id == id)
 }
 
 /// Runs one step's `ops` (inside the caller's transaction): the document
@@ -349,7 +359,12 @@ fn inline_status(sql: &SqlStorage, id: &str) -> Result<Option<InlineStatus>, Sto
 /// which stay there), then what is left for the tables, creating the lazy
 /// tables those insert into that `have` lacks. Returns the tables created
 /// and the operations the tables ran.
-fn run_all(sql: &SqlStorage, ops: &[Op], have: u8) -> Result<(u8, Vec<Op>), StoreError> {
+fn run_all(
+    sql: &SqlStorage,
+    ops: &[Op],
+    have: u8,
+    mut doc: Doc,
+) -> Result<(u8, Vec<Op>, Doc), StoreError> {
     let mut meta = None;
     let mut rest = Vec::with_capacity(ops.len());
     for op in ops {
@@ -358,7 +373,6 @@ fn run_all(sql: &SqlStorage, ops: &[Op], have: u8) -> Result<(u8, Vec<Op>), Stor
             other => rest.push(other.clone()),
         }
     }
-    let mut doc: Doc = get_doc(sql, META).map_err(err)?.unwrap_or_default();
     let in_table = if have & LazyTable::Uploads.bit() != 0 {
         rows_held(sql, &doc.statuses, &rest)?
     } else {
@@ -404,7 +418,7 @@ fn run_all(sql: &SqlStorage, ops: &[Op], have: u8) -> Result<(u8, Vec<Op>), Stor
         ))),
     };
     ops.iter().try_for_each(|op| run(sql, op, &step))?;
-    Ok((created, ops))
+    Ok((created, ops, doc))
 }
 
 /// Of the ids whose full status `ops` writes and the document lacks, those
@@ -908,12 +922,12 @@ impl SchedulerHost {
 
 impl Store for SchedulerHost {
     fn meta(&self) -> Result<Meta, StoreError> {
-        Ok(get_doc(&self.sql, META).map_err(err)?.unwrap_or_default())
+        Ok(self.doc.get(&self.sql)?.meta.clone())
     }
 
     fn upload(&self, id: &str, accepted_ms: i64) -> Result<Option<UploadRecord>, StoreError> {
-        if let Some(e) = inline_status(&self.sql, id)? {
-            return Ok(Some(e.record));
+        if let Some(e) = inline_status(&*self.doc.get(&self.sql)?, id) {
+            return Ok(Some(e.record.clone()));
         }
         let have = self.tables.present(&self.sql)?;
         if have & LazyTable::Uploads.bit() != 0 {
@@ -973,8 +987,8 @@ impl Store for SchedulerHost {
     }
 
     fn body(&self, id: &str) -> Result<Option<WriteMessage>, StoreError> {
-        if let Some(e) = inline_status(&self.sql, id)? {
-            return Ok(e.message);
+        if let Some(e) = inline_status(&*self.doc.get(&self.sql)?, id) {
+            return Ok(e.message.clone());
         }
         let have = self.tables.present(&self.sql)?;
         let mut found = None;
@@ -1055,9 +1069,7 @@ impl Store for SchedulerHost {
 
     fn forgotten(&self, id: &str, accepted_ms: i64) -> Result<bool, StoreError> {
         let m = Member::of(id, accepted_ms);
-        Ok(get_doc::<DocForgotten>(&self.sql, META)
-            .map_err(err)?
-            .is_some_and(|d| d.forgotten.contains(&m)))
+        Ok(self.doc.get(&self.sql)?.forgotten.contains(&m))
     }
 
     fn oldest_prunable(&self) -> Result<Prunable, StoreError> {
@@ -1068,7 +1080,7 @@ impl Store for SchedulerHost {
         };
         let have = self.tables.present(&self.sql)?;
         let full = self.oldest.get(&self.sql, have)?;
-        let inline = inline_statuses::oldest_terminal(&inline_statuses(&self.sql)?);
+        let inline = inline_statuses::oldest_terminal(&self.doc.get(&self.sql)?.statuses);
         let sets = if have & LazyTable::Superseded.bit() != 0 {
             min("SELECT MIN(first_at) AS t FROM superseded_sets")?.map(|t| t + SET_SPAN_MS)
         } else {
@@ -1095,22 +1107,24 @@ impl Store for SchedulerHost {
 
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let have = self.tables.present(&self.sql)?;
-        let ran = std::rc::Rc::new(RefCell::new((0u8, Vec::new())));
+        let doc = (*self.doc.get(&self.sql)?).clone();
+        let ran = Rc::new(RefCell::new(None));
         let out = ran.clone();
         let result = self.atomically(move |sql| {
-            *out.borrow_mut() = run_all(sql, &ops, have)?;
+            *out.borrow_mut() = Some(run_all(sql, &ops, have, doc)?);
             Ok(())
         });
-        match &result {
-            Ok(()) => {
-                let (created, table_ops) = &*ran.borrow();
-                self.tables.added(*created);
-                self.oldest.applied(table_ops);
+        match (&result, ran.borrow_mut().take()) {
+            (Ok(()), Some((created, table_ops, doc))) => {
+                self.tables.added(created);
+                self.oldest.applied(&table_ops);
+                self.doc.set(doc);
             }
             // Whatever it created was rolled back with it.
-            Err(_) => {
+            _ => {
                 self.tables.forget();
                 self.oldest.forget();
+                self.doc.forget();
             }
         }
         result
@@ -1171,7 +1185,12 @@ pub mod probe {
         let have = host.tables.present(&host.sql)?;
         let error = host
             .atomically(move |sql| {
-                run_all(sql, &ops, have)?;
+                run_all(
+                    sql,
+                    &ops,
+                    have,
+                    get_doc(sql, META).map_err(err)?.unwrap_or_default(),
+                )?;
                 if fail {
                     exec(sql, "INSERT INTO no_such_table (x) VALUES (1)", vec![]).map_err(err)?;
                 }
@@ -1181,6 +1200,7 @@ pub mod probe {
             .map(|e| e.to_string());
         // The tables it created (if it committed) are read again.
         host.tables.forget();
+        host.doc.forget();
         let reply = TxProbeReply {
             error,
             garbage_kept: host.garbage(usize::MAX)?.contains(&marker),
@@ -1276,10 +1296,11 @@ pub mod probe {
             }
             put_doc(sql, META, &doc).map_err(err)
         })?;
-        // As a restart would: which tables exist, and the oldest ended
-        // status of the table, are read again.
+        // As a restart would: which tables exist, the oldest ended status
+        // of the table and the document are read again.
         host.tables.forget();
         host.oldest.forget();
+        host.doc.forget();
         Ok(())
     }
 
