@@ -4,9 +4,18 @@
 //! Sources (key schedulers, producer isolates) push cumulative totals; the
 //! shard keeps one row per source and a running total to which each push
 //! adds its difference (`pipeline_core::stats::shard` decides), so reading
-//! a shard is one row however many keys were ever written. Rows of sources
-//! idle for a day are compacted; their counts stay in the running total.
-//! The hot-key sketch lives in memory and is saved every few seconds.
+//! a shard reads no row however many keys were ever written. Rows of
+//! sources idle for a day are compacted: their counts move to one stored
+//! row of compacted counts.
+//!
+//! The running total lives in memory: it is always the compacted counts
+//! plus the rows kept (`pipeline_core::stats::shard::rebuilt`), summed once
+//! when the shard starts, so a push writes its source's row and nothing
+//! else (SQLite bills rows written; every key written once is a push). The
+//! price is that start: one read of every source row, about one per key
+//! written in the last day over the shards. The hot-key sketch lives in
+//! memory too and is saved every few seconds, with the total of then (which
+//! only a version from before this layout would read).
 
 use std::cell::{Cell, RefCell};
 
@@ -83,9 +92,11 @@ const COLUMNS: &str =
 #[durable_object]
 pub struct StatsShard {
     state: State,
-    /// The running totals and hot keys (the totals are also stored at every
-    /// push; the hot keys every [`HOT_SAVE_EVERY_MS`]).
+    /// The running totals and hot keys (the hot keys are stored every
+    /// [`HOT_SAVE_EVERY_MS`]).
     running: RefCell<Running>,
+    /// The compacted counts, as stored.
+    compacted: RefCell<Totals>,
     hot_saved_ms: Cell<i64>,
     compacted_ms: Cell<i64>,
 }
@@ -93,15 +104,16 @@ pub struct StatsShard {
 impl DurableObject for StatsShard {
     fn new(state: State, _env: Env) -> Self {
         let sql = state.storage().sql();
-        let running = open(&sql).unwrap_or_else(|e| {
+        let (running, compacted) = open(&sql).unwrap_or_else(|e| {
             crate::http::log(
                 serde_json::json!({"level": "error", "at": "stats.open", "error": e.to_string()}),
             );
-            Running::default()
+            (Running::default(), Totals::default())
         });
         Self {
             state,
             running: RefCell::new(running),
+            compacted: RefCell::new(compacted),
             hot_saved_ms: Cell::new(now_ms()),
             compacted_ms: Cell::new(0),
         }
@@ -163,9 +175,14 @@ impl StatsShard {
         };
         let mut next = self.running.borrow().clone();
         next.record(&p.push, &applied, now);
+        let mut compacted = *self.compacted.borrow();
+        if let Some(base) = &applied.reclaimed {
+            compacted = compacted.since(base);
+        }
         let save_hot = now - self.hot_saved_ms.get() >= HOT_SAVE_EVERY_MS;
         let compact = now - self.compacted_ms.get() >= COMPACT_EVERY_MS;
         let (source, row, total) = (p.source.clone(), applied.row, next.total);
+        let reclaimed = applied.reclaimed.is_some();
         let hot = save_hot
             .then(|| serde_json::to_string(&next.hot))
             .transpose()
@@ -175,23 +192,52 @@ impl StatsShard {
             .as_raw()
             .storage()
             .map_err(|_| ApiError::Internal("shard storage unavailable".into()))?;
+        let out = std::rc::Rc::new(Cell::new(compacted));
+        let kept = out.clone();
         atomically(&raw, &sql, move |sql| {
+            let mut compacted = compacted;
             write_source(sql, &source, &row)
-                .and_then(|()| write_running(sql, &total, hot.as_deref()))
+                .and_then(|()| match &hot {
+                    Some(h) => write_hot(sql, &total, h),
+                    None => Ok(()),
+                })
                 .and_then(|()| {
-                    if compact {
-                        exec(
-                            sql,
-                            "DELETE FROM sources WHERE pushed_ms IS NOT NULL AND pushed_ms <= ?",
-                            vec![(now - SOURCE_IDLE_MS).into()],
-                        )
-                    } else {
-                        Ok(())
+                    if !compact {
+                        return Ok(false);
                     }
+                    let idle = now - SOURCE_IDLE_MS;
+                    let gone: Vec<StoredSource> = rows(
+                        sql,
+                        &format!(
+                            "SELECT {COLUMNS} FROM sources \
+                             WHERE pushed_ms IS NOT NULL AND pushed_ms <= ?"
+                        ),
+                        vec![idle.into()],
+                    )?;
+                    if gone.is_empty() {
+                        return Ok(false);
+                    }
+                    for r in gone {
+                        compacted += SourceRow::from(r).totals;
+                    }
+                    exec(
+                        sql,
+                        "DELETE FROM sources WHERE pushed_ms IS NOT NULL AND pushed_ms <= ?",
+                        vec![idle.into()],
+                    )?;
+                    Ok(true)
+                })
+                .and_then(|moved| {
+                    if moved || reclaimed {
+                        write_compacted(sql, &compacted)?;
+                    }
+                    kept.set(compacted);
+                    Ok(())
                 })
                 .map_err(|e| e.to_string())
         })
         .map_err(ApiError::Internal)?;
+        *self.compacted.borrow_mut() = out.get();
         *self.running.borrow_mut() = next;
         if save_hot {
             self.hot_saved_ms.set(now);
@@ -203,16 +249,21 @@ impl StatsShard {
     }
 }
 
-/// Creates or upgrades the tables and loads the running figures. A shard
-/// from before running totals gains them once, summed from its rows (whose
-/// `pushed_ms` stays empty: never compacted).
+/// Creates or upgrades the tables and loads the running figures: the
+/// compacted counts (row 1 of `running`) plus every source row's.
+///
+/// A shard of an earlier version stored the running total itself (row 0)
+/// at every push: its compacted counts are that total less its rows',
+/// stored once as row 1. A shard from before running totals had neither:
+/// nothing was compacted (its rows' `pushed_ms` stays empty: never
+/// compacted). Row 0 keeps the hot-key sketch.
 ///
 /// A new shard's `sources` is `WITHOUT ROWID`: a row keyed by text is then
 /// one b-tree entry, not a table row plus an index entry, so a new
 /// source's first push writes one row there, not two (SQLite bills rows
 /// written; every key written once is a new source). Shards created by
 /// earlier versions keep their table, which answers the same statements.
-fn open(sql: &SqlStorage) -> Result<Running, ApiError> {
+fn open(sql: &SqlStorage) -> Result<(Running, Totals), ApiError> {
     exec(
         sql,
         "CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, version INTEGER NOT NULL, \
@@ -239,32 +290,40 @@ fn open(sql: &SqlStorage) -> Result<Running, ApiError> {
         "CREATE TABLE IF NOT EXISTS running (id INTEGER PRIMARY KEY, totals TEXT NOT NULL, hot TEXT)",
         vec![],
     )?;
-    let stored: Option<TotalsRow> = first(sql, "SELECT totals FROM running WHERE id = 0", vec![])?;
-    let mut running = Running::default();
-    match stored {
-        Some(t) => {
-            running.total =
-                serde_json::from_str(&t.totals).map_err(|e| internal("running totals", e))?;
-            #[derive(Deserialize)]
-            struct HotRow {
-                hot: Option<String>,
-            }
-            if let Some(h) = first::<HotRow>(sql, "SELECT hot FROM running WHERE id = 0", vec![])?
-                .and_then(|r| r.hot)
-            {
-                running.hot = serde_json::from_str(&h).unwrap_or_default();
-            }
-        }
+    let parse = |t: &TotalsRow| -> Result<Totals, ApiError> {
+        serde_json::from_str(&t.totals).map_err(|e| internal("running totals", e))
+    };
+    let all: Vec<StoredSource> = rows(sql, &format!("SELECT {COLUMNS} FROM sources"), vec![])?;
+    let kept: Vec<Totals> = all.into_iter().map(|r| SourceRow::from(r).totals).collect();
+    let in_rows = shard::rebuilt(&Totals::default(), &kept);
+    let stored: Option<TotalsRow> = first(sql, "SELECT totals FROM running WHERE id = 1", vec![])?;
+    let compacted = match stored {
+        Some(t) => parse(&t)?,
         None => {
-            let all: Vec<StoredSource> =
-                rows(sql, &format!("SELECT {COLUMNS} FROM sources"), vec![])?;
-            for r in all {
-                running.total += SourceRow::from(r).totals;
-            }
-            write_running(sql, &running.total, None)?;
+            let old: Option<TotalsRow> =
+                first(sql, "SELECT totals FROM running WHERE id = 0", vec![])?;
+            let compacted = match old {
+                Some(t) => parse(&t)?.since(&in_rows),
+                None => Totals::default(),
+            };
+            write_compacted(sql, &compacted)?;
+            compacted
         }
+    };
+    let mut running = Running {
+        total: shard::rebuilt(&compacted, &kept),
+        ..Running::default()
+    };
+    #[derive(Deserialize)]
+    struct HotRow {
+        hot: Option<String>,
     }
-    Ok(running)
+    if let Some(h) =
+        first::<HotRow>(sql, "SELECT hot FROM running WHERE id = 0", vec![])?.and_then(|r| r.hot)
+    {
+        running.hot = serde_json::from_str(&h).unwrap_or_default();
+    }
+    Ok((running, compacted))
 }
 
 fn write_source(sql: &SqlStorage, source: &str, row: &SourceRow) -> Result<(), ApiError> {
@@ -298,22 +357,28 @@ fn write_source(sql: &SqlStorage, source: &str, row: &SourceRow) -> Result<(), A
     )
 }
 
-fn write_running(sql: &SqlStorage, total: &Totals, hot: Option<&str>) -> Result<(), ApiError> {
+/// Stores the compacted counts (row 1 of `running`).
+fn write_compacted(sql: &SqlStorage, compacted: &Totals) -> Result<(), ApiError> {
+    let text = serde_json::to_string(compacted).map_err(|e| internal("encoding totals", e))?;
+    exec(
+        sql,
+        "INSERT INTO running (id, totals) VALUES (1, ?) \
+         ON CONFLICT(id) DO UPDATE SET totals = excluded.totals",
+        vec![text.into()],
+    )
+}
+
+/// Stores the hot-key sketch (row 0 of `running`), with the running total
+/// of now in the same row write (read only by versions from before the
+/// compacted counts had a row of their own).
+fn write_hot(sql: &SqlStorage, total: &Totals, hot: &str) -> Result<(), ApiError> {
     let text = serde_json::to_string(total).map_err(|e| internal("encoding totals", e))?;
-    match hot {
-        Some(h) => exec(
-            sql,
-            "INSERT INTO running (id, totals, hot) VALUES (0, ?, ?) \
-             ON CONFLICT(id) DO UPDATE SET totals = excluded.totals, hot = excluded.hot",
-            vec![text.into(), h.into()],
-        ),
-        None => exec(
-            sql,
-            "INSERT INTO running (id, totals) VALUES (0, ?) \
-             ON CONFLICT(id) DO UPDATE SET totals = excluded.totals",
-            vec![text.into()],
-        ),
-    }
+    exec(
+        sql,
+        "INSERT INTO running (id, totals, hot) VALUES (0, ?, ?) \
+         ON CONFLICT(id) DO UPDATE SET totals = excluded.totals, hot = excluded.hot",
+        vec![text.into(), hot.into()],
+    )
 }
 
 /// The benchmark's calls (`test-routes` builds only): fill a shard with

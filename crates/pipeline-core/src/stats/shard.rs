@@ -16,6 +16,12 @@
 //! must not forget the source in between. The window (a day) is longer
 //! than any scheduler outage the pipeline rides out (about 18 hours with
 //! the queue's 16 retries).
+//!
+//! The running total need not be stored at every push: it is always the
+//! counts of the compacted rows ([`MemoryShard::compacted`], which change
+//! only when rows are compacted or a compacted source comes back) plus
+//! those of the rows kept ([`rebuilt`]). A shard stores those two and
+//! sums them when it starts, so a push writes its source's row only.
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +61,9 @@ pub struct SourceRow {
 pub struct Applied {
     pub delta: Totals,
     pub row: SourceRow,
+    /// A compacted source came back: the base it was acknowledged, which
+    /// the compacted counts hold, moves back from them into its row.
+    pub reclaimed: Option<Totals>,
 }
 
 /// The outcome of `push` against the row `held` for its source (`None`:
@@ -63,15 +72,16 @@ pub struct Applied {
 /// shard holds, or older than the base its source already saw
 /// acknowledged.
 pub fn apply(held: Option<&SourceRow>, push: &SourcePush, now_ms: i64) -> Option<Applied> {
-    let from = match (held, &push.base) {
+    let (from, reclaimed) = match (held, &push.base) {
         (Some(h), _) if push.version <= h.version => return None,
-        (Some(h), _) => h.totals,
+        (Some(h), _) => (h.totals, None),
         (None, Some(b)) if push.version <= b.version => return None,
-        (None, Some(_)) if active(Bug::ShardIgnoresBase) => Totals::default(),
-        (None, Some(b)) => b.totals,
-        (None, None) => Totals::default(),
+        (None, Some(_)) if active(Bug::ShardIgnoresBase) => (Totals::default(), None),
+        (None, Some(b)) => (b.totals, Some(b.totals)),
+        (None, None) => (Totals::default(), None),
     };
     Some(Applied {
+        reclaimed,
         delta: push.totals.since(&from),
         row: SourceRow {
             version: push.version,
@@ -105,12 +115,25 @@ impl Running {
     }
 }
 
+/// The running total a shard holding `compacted` and `rows` has: what a
+/// shard that stores only those two computes when it starts.
+pub fn rebuilt<'a>(compacted: &Totals, rows: impl IntoIterator<Item = &'a Totals>) -> Totals {
+    let mut total = *compacted;
+    for t in rows {
+        total += *t;
+    }
+    total
+}
+
 /// A whole shard in memory: the reference the stored shard follows, used
 /// by the tests here and by the simulator.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryShard {
     pub rows: std::collections::BTreeMap<String, SourceRow>,
     pub running: Running,
+    /// The counts of compacted rows, less the bases of sources that came
+    /// back since: with the rows, what the running total is made of.
+    pub compacted: Totals,
 }
 
 impl MemoryShard {
@@ -118,15 +141,32 @@ impl MemoryShard {
     pub fn push(&mut self, p: &Push, now_ms: i64) {
         if let Some(applied) = apply(self.rows.get(&p.source), &p.push, now_ms) {
             self.running.record(&p.push, &applied, now_ms);
+            if let Some(base) = &applied.reclaimed {
+                self.compacted = self.compacted.since(base);
+            }
             self.rows.insert(p.source.clone(), applied.row);
         }
     }
 
-    /// Forgets the rows idle for `idle_ms` at `now_ms`; returns how many.
+    /// Forgets the rows idle for `idle_ms` at `now_ms`, keeping their
+    /// counts in [`MemoryShard::compacted`]; returns how many.
     pub fn compact(&mut self, now_ms: i64, idle_ms: i64) -> usize {
         let before = self.rows.len();
-        self.rows.retain(|_, r| !is_idle(r, now_ms, idle_ms));
+        let mut compacted = self.compacted;
+        self.rows.retain(|_, r| {
+            let idle = is_idle(r, now_ms, idle_ms);
+            if idle {
+                compacted += r.totals;
+            }
+            !idle
+        });
+        self.compacted = compacted;
         before - self.rows.len()
+    }
+
+    /// The running total a restart would compute from what is stored.
+    pub fn rebuilt(&self) -> Totals {
+        rebuilt(&self.compacted, self.rows.values().map(|r| &r.totals))
     }
 }
 
@@ -312,6 +352,11 @@ mod tests {
                             shard.push(&p, now);
                         }
                     }
+                    Step::Wait(ms) if ms % 7 == 0 => {
+                        // The shard restarts: it sums what it stored.
+                        prop_assert_eq!(shard.rebuilt(), shard.running.total);
+                        shard.running.total = shard.rebuilt();
+                    }
                     Step::Wait(ms) => {
                         // Sources with an unacknowledged push retry (every
                         // few seconds) before the shard may forget them.
@@ -333,6 +378,7 @@ mod tests {
             }
             let want: i64 = src.iter().map(|s| s.totals.accepted).sum();
             prop_assert_eq!(shard.running.total.accepted, want);
+            prop_assert_eq!(shard.rebuilt(), shard.running.total);
         }
     }
 }
