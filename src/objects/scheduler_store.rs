@@ -311,7 +311,9 @@ pub struct Doc {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     statuses: Vec<InlineStatus>,
     /// Fingerprints of the ids whose statuses expired in the document,
-    /// remembered as seen until the seen-id window passes them.
+    /// remembered as seen at least until the seen-id window passes them
+    /// (the first prune after that drops them; a key never written again
+    /// keeps its last few).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     forgotten: Vec<Member>,
 }

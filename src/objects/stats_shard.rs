@@ -97,6 +97,11 @@ pub struct StatsShard {
     running: RefCell<Running>,
     /// The compacted counts, as stored.
     compacted: RefCell<Totals>,
+    /// The stored figures were loaded. Until they are, the shard answers
+    /// every call with an error (a source retries its push) rather than
+    /// count from zero: a total started from nothing would be stored as
+    /// the compacted counts at the next compaction, losing them.
+    opened: Cell<bool>,
     hot_saved_ms: Cell<i64>,
     compacted_ms: Cell<i64>,
 }
@@ -104,7 +109,9 @@ pub struct StatsShard {
 impl DurableObject for StatsShard {
     fn new(state: State, _env: Env) -> Self {
         let sql = state.storage().sql();
-        let (running, compacted) = open(&sql).unwrap_or_else(|e| {
+        let opened = open(&sql);
+        let loaded = opened.is_ok();
+        let (running, compacted) = opened.unwrap_or_else(|e| {
             crate::http::log(
                 serde_json::json!({"level": "error", "at": "stats.open", "error": e.to_string()}),
             );
@@ -114,12 +121,16 @@ impl DurableObject for StatsShard {
             state,
             running: RefCell::new(running),
             compacted: RefCell::new(compacted),
+            opened: Cell::new(loaded),
             hot_saved_ms: Cell::new(now_ms()),
             compacted_ms: Cell::new(0),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        if let Err(e) = self.ensure_open() {
+            return respond(Err(e));
+        }
         let path = req.path();
         let result = match path.as_str() {
             Push::PATH => {
@@ -160,7 +171,23 @@ impl DurableObject for StatsShard {
 }
 
 impl StatsShard {
-    /// Takes a push: its row and the running total change together.
+    /// Loads the stored figures if the start could not.
+    ///
+    /// # Errors
+    /// [`ApiError::Internal`] while storage cannot be read.
+    fn ensure_open(&self) -> Result<(), ApiError> {
+        if self.opened.get() {
+            return Ok(());
+        }
+        let (running, compacted) = open(&self.state.storage().sql())?;
+        *self.running.borrow_mut() = running;
+        *self.compacted.borrow_mut() = compacted;
+        self.opened.set(true);
+        Ok(())
+    }
+
+    /// Takes a push: its source's row is stored (with the compacted counts
+    /// when they change); the running total follows in memory.
     fn take(&self, p: &Push) -> Result<(), ApiError> {
         let sql = self.state.storage().sql();
         let now = now_ms();

@@ -556,6 +556,19 @@ mod tests {
         }
     }
 
+    /// One step over the document (no table rows held).
+    fn step(inline: &mut Vec<InlineStatus>, forgotten: &mut Vec<Member>, ops: Vec<Op>) -> Placed {
+        place(inline, forgotten, ops, |_| false, superseded)
+    }
+
+    fn prune(uploads_before: i64, forget_before: i64) -> Op {
+        Op::Prune {
+            uploads_before,
+            forget_before,
+            idem_before: 0,
+        }
+    }
+
     #[test]
     fn past_its_fingerprints_the_document_moves_expiring_statuses_to_the_table() {
         let mut inline = Vec::new();
@@ -566,50 +579,16 @@ mod tests {
             })
             .collect();
         let r = record(1, UploadState::Committed, 5);
-        place(
-            &mut inline,
-            &mut forgotten,
-            vec![Op::PutUpload(r.clone())],
-            |_| false,
-            superseded,
-        );
-        let prune = Op::Prune {
-            uploads_before: 10,
-            forget_before: 0,
-            idem_before: 0,
-        };
-        let placed = place(
-            &mut inline,
-            &mut forgotten,
-            vec![prune.clone()],
-            |_| false,
-            superseded,
-        );
+        step(&mut inline, &mut forgotten, vec![Op::PutUpload(r.clone())]);
+        let placed = step(&mut inline, &mut forgotten, vec![prune(10, 0)]);
         assert!(inline.is_empty());
         assert_eq!(forgotten.len(), MAX_FORGOTTEN);
-        assert_eq!(placed.table, vec![Op::PutUpload(r), prune]);
+        assert_eq!(placed.table, vec![Op::PutUpload(r), prune(10, 0)]);
         // Once older fingerprints leave the window, the next one fits.
         let r2 = record(2, UploadState::Committed, 6);
-        place(
-            &mut inline,
-            &mut forgotten,
-            vec![Op::PutUpload(r2.clone())],
-            |_| false,
-            superseded,
-        );
-        let prune = Op::Prune {
-            uploads_before: 10,
-            forget_before: 1100,
-            idem_before: 0,
-        };
-        let placed = place(
-            &mut inline,
-            &mut forgotten,
-            vec![prune.clone()],
-            |_| false,
-            superseded,
-        );
-        assert_eq!(placed.table, vec![prune]);
+        step(&mut inline, &mut forgotten, vec![Op::PutUpload(r2.clone())]);
+        let placed = step(&mut inline, &mut forgotten, vec![prune(10, 1100)]);
+        assert_eq!(placed.table, vec![prune(10, 1100)]);
         assert!(forgotten.contains(&Member::of(&r2.id, r2.accepted_ms)));
         assert_eq!(forgotten.len(), MAX_FORGOTTEN - 100 + 1);
     }

@@ -61,11 +61,6 @@ fn late_write_taken_for_a_duplicate_is_found() {
 }
 
 #[test]
-fn late_write_taken_for_a_repeat_is_found() {
-    assert_found(Bug::LateWriteTakenForRepeat, 2000);
-}
-
-#[test]
 fn constant_retry_delay_is_found() {
     assert_found(Bug::ConstantRetryDelay, 2000);
 }

@@ -46,14 +46,16 @@ impl<H: Host> Scheduler<'_, H> {
             return Ok(Seen::Known);
         }
         if let Some(k) = idem {
-            if let Some(held) = self.live_claim(tx, k)? {
+            // The claim as stored, expired or not: claims are kept for the
+            // seen-id window past their own, so a repeat delivered late
+            // still finds the holder it was answered with.
+            if let Some(held) = self.host.idempotency(k)? {
                 // A repeat was answered with the holder's id while the
                 // holder's claim was live, so the claim is older than the
                 // repeat's acceptance plus the window. A holder that claimed
                 // the key later took it after this write's own claim
                 // expired (this write comes that late): not a repeat.
-                let could_repeat = held.created_ms < at.accepted_ms + self.cfg.idempotency_ttl_ms
-                    || active(Bug::LateWriteTakenForRepeat);
+                let could_repeat = held.created_ms < at.accepted_ms + self.cfg.idempotency_ttl_ms;
                 if held.id != id && could_repeat {
                     return Ok(Seen::Repeat);
                 }

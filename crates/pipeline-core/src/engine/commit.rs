@@ -32,7 +32,7 @@ impl<H: Host> Scheduler<'_, H> {
             self.host.apply(vec![Op::Prune {
                 uploads_before: now - self.cfg.status_ttl_ms,
                 forget_before: now - self.cfg.seen_ids_ttl_ms,
-                idem_before: now - self.cfg.idempotency_ttl_ms,
+                idem_before: now - self.cfg.idempotency_ttl_ms - self.cfg.seen_ids_ttl_ms,
             }])?;
             self.mem
                 .prune_not_before

@@ -111,7 +111,8 @@ pub struct EngineConfig {
     pub seen_ids_ttl_ms: i64,
     /// Tries of one R2 write before its upload is `failed`.
     pub max_commit_attempts: u32,
-    /// How long an `Idempotency-Key` is remembered.
+    /// How long an `Idempotency-Key` dedupes new requests. Its claim is
+    /// kept `seen_ids_ttl_ms` longer, for late deliveries of repeats.
     pub idempotency_ttl_ms: i64,
     /// Commit events are on (the `EVENTS` queue is bound): every write
     /// that ends records an event, not only those with a callback.
@@ -561,7 +562,7 @@ impl<'a, H: Host> Scheduler<'a, H> {
             at((t + self.cfg.seen_ids_ttl_ms + 1000).max(prune_from));
         }
         if let Some(t) = prunable.idem {
-            at((t + self.cfg.idempotency_ttl_ms + 1000).max(prune_from));
+            at((t + self.cfg.idempotency_ttl_ms + self.cfg.seen_ids_ttl_ms + 1000).max(prune_from));
         }
         let r = match due {
             Some(t) => self.host.set_alarm(t.max(now)).await,

@@ -205,7 +205,9 @@ pub enum Op {
     /// until `forget_before` passes its acceptance: [`Store::upload`] still
     /// finds its status, or [`Store::forgotten`] finds its fingerprint, so
     /// that a late duplicate of it is told apart from a write never
-    /// delivered before. Idempotency keys created before `idem_before` go.
+    /// delivered before. Idempotency keys created before `idem_before` go
+    /// (the engine keeps them the seen-id window past their own, so that a
+    /// repeat delivered late still finds the holder it was answered with).
     Prune {
         uploads_before: i64,
         forget_before: i64,
