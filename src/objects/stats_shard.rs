@@ -97,10 +97,11 @@ pub struct StatsShard {
     running: RefCell<Running>,
     /// The compacted counts, as stored.
     compacted: RefCell<Totals>,
-    /// The stored figures were loaded. Until they are, the shard answers
-    /// every call with an error (a source retries its push) rather than
-    /// count from zero: a total started from nothing would be stored as
-    /// the compacted counts at the next compaction, losing them.
+    /// The stored figures were loaded (at the first call). Until they
+    /// are, the shard answers every call with an error (a source retries
+    /// its push) rather than count from zero: a total started from nothing
+    /// would be stored as the compacted counts at the next compaction,
+    /// losing them.
     opened: Cell<bool>,
     hot_saved_ms: Cell<i64>,
     compacted_ms: Cell<i64>,
@@ -108,20 +109,11 @@ pub struct StatsShard {
 
 impl DurableObject for StatsShard {
     fn new(state: State, _env: Env) -> Self {
-        let sql = state.storage().sql();
-        let opened = open(&sql);
-        let loaded = opened.is_ok();
-        let (running, compacted) = opened.unwrap_or_else(|e| {
-            crate::http::log(
-                serde_json::json!({"level": "error", "at": "stats.open", "error": e.to_string()}),
-            );
-            (Running::default(), Totals::default())
-        });
         Self {
             state,
-            running: RefCell::new(running),
-            compacted: RefCell::new(compacted),
-            opened: Cell::new(loaded),
+            running: RefCell::new(Running::default()),
+            compacted: RefCell::new(Totals::default()),
+            opened: Cell::new(false),
             hot_saved_ms: Cell::new(now_ms()),
             compacted_ms: Cell::new(0),
         }
@@ -171,15 +163,19 @@ impl DurableObject for StatsShard {
 }
 
 impl StatsShard {
-    /// Loads the stored figures if the start could not.
+    /// Loads the stored figures, once.
     ///
     /// # Errors
-    /// [`ApiError::Internal`] while storage cannot be read.
+    /// [`ApiError::Internal`] while storage cannot be read (logged).
     fn ensure_open(&self) -> Result<(), ApiError> {
         if self.opened.get() {
             return Ok(());
         }
-        let (running, compacted) = open(&self.state.storage().sql())?;
+        let (running, compacted) = open(&self.state.storage().sql()).inspect_err(|e| {
+            crate::http::log(
+                serde_json::json!({"level": "error", "at": "stats.open", "error": e.to_string()}),
+            );
+        })?;
         *self.running.borrow_mut() = running;
         *self.compacted.borrow_mut() = compacted;
         self.opened.set(true);
@@ -321,8 +317,10 @@ fn open(sql: &SqlStorage) -> Result<(Running, Totals), ApiError> {
         serde_json::from_str(&t.totals).map_err(|e| internal("running totals", e))
     };
     let all: Vec<StoredSource> = rows(sql, &format!("SELECT {COLUMNS} FROM sources"), vec![])?;
-    let kept: Vec<Totals> = all.into_iter().map(|r| SourceRow::from(r).totals).collect();
-    let in_rows = shard::rebuilt(&Totals::default(), &kept);
+    let in_rows = shard::rebuilt(
+        &Totals::default(),
+        all.into_iter().map(|r| SourceRow::from(r).totals),
+    );
     let stored: Option<TotalsRow> = first(sql, "SELECT totals FROM running WHERE id = 1", vec![])?;
     let compacted = match stored {
         Some(t) => parse(&t)?,
@@ -338,7 +336,7 @@ fn open(sql: &SqlStorage) -> Result<(Running, Totals), ApiError> {
         }
     };
     let mut running = Running {
-        total: shard::rebuilt(&compacted, &kept),
+        total: shard::rebuilt(&compacted, [in_rows]),
         ..Running::default()
     };
     #[derive(Deserialize)]

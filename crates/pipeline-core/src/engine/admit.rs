@@ -39,10 +39,10 @@ impl<H: Host> Scheduler<'_, H> {
         // not on record is new, however late it comes (a backlog, a dead
         // letter handled late), unless it is older than that: then it can
         // only be a duplicate of a write forgotten since.
-        let remembered =
-            !active(Bug::RecountAfterPrune) && self.host.forgotten(id, at.accepted_ms)?;
         let beyond_memory = at.accepted_ms + self.cfg.seen_ids_ttl_ms <= tx.now;
-        if remembered || (beyond_memory && !active(Bug::RecountAfterPrune)) {
+        if !active(Bug::RecountAfterPrune)
+            && (beyond_memory || self.host.forgotten(id, at.accepted_ms)?)
+        {
             return Ok(Seen::Known);
         }
         if let Some(k) = idem {

@@ -38,17 +38,18 @@ impl<H: Host> Scheduler<'_, H> {
         loop {
             let row = self.host.upload(&req.id, req.accepted_ms)?;
             let now = self.host.now_ms();
+            let terminal = row.as_ref().is_some_and(|r| r.state.is_terminal());
             // A store may keep an expired status until its id is no longer
             // seen (`Op::Prune`); a reader never sees it past the window.
-            if row
-                .as_ref()
-                .is_some_and(|r| r.state.is_terminal() && r.updated_ms + req.ttl_ms <= now)
+            if terminal
+                && row
+                    .as_ref()
+                    .is_some_and(|r| r.updated_ms + req.ttl_ms <= now)
             {
                 return Err(ApiError::UploadNotFound(
                     "upload id expired or unknown".into(),
                 ));
             }
-            let terminal = row.as_ref().is_some_and(|r| r.state.is_terminal());
             let within_grace = terminal && now < *grace.get_or_insert(now + STATS_GRACE_MS);
             if within_grace {
                 self.push_stats(Some(STATS_POLL_PUSH_MS)).await?;

@@ -117,10 +117,10 @@ impl Running {
 
 /// The running total a shard holding `compacted` and `rows` has: what a
 /// shard that stores only those two computes when it starts.
-pub fn rebuilt<'a>(compacted: &Totals, rows: impl IntoIterator<Item = &'a Totals>) -> Totals {
+pub fn rebuilt(compacted: &Totals, rows: impl IntoIterator<Item = Totals>) -> Totals {
     let mut total = *compacted;
     for t in rows {
-        total += *t;
+        total += t;
     }
     total
 }
@@ -152,21 +152,19 @@ impl MemoryShard {
     /// counts in [`MemoryShard::compacted`]; returns how many.
     pub fn compact(&mut self, now_ms: i64, idle_ms: i64) -> usize {
         let before = self.rows.len();
-        let mut compacted = self.compacted;
         self.rows.retain(|_, r| {
             let idle = is_idle(r, now_ms, idle_ms);
             if idle {
-                compacted += r.totals;
+                self.compacted += r.totals;
             }
             !idle
         });
-        self.compacted = compacted;
         before - self.rows.len()
     }
 
     /// The running total a restart would compute from what is stored.
     pub fn rebuilt(&self) -> Totals {
-        rebuilt(&self.compacted, self.rows.values().map(|r| &r.totals))
+        rebuilt(&self.compacted, self.rows.values().map(|r| r.totals))
     }
 }
 
