@@ -849,6 +849,8 @@ fn wait_expired(c: &Client, id: &str, within: Duration) {
 /// paused or failing that long) is taken, not mistaken for a duplicate of
 /// a pruned write, and a replay of a write whose status expired and was
 /// pruned is still known: it changes nothing and is not counted again.
+/// Superseded writes, whose shared rows are kept for the seen-id window,
+/// still read 404 once their status window passed.
 #[test]
 fn deliveries_after_the_status_window_are_taken_once() {
     let w = start(
@@ -918,6 +920,28 @@ fn deliveries_after_the_status_window_are_taken_once() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_stats(&s, 2, 2, 0, 0);
+    // Superseded writes stay in their shared rows until their ids are no
+    // longer seen (days); their statuses still expire with the window.
+    let hot = unique_key("late-superseded");
+    let hot_ids: Vec<String> = (0..12)
+        .map(|i| {
+            c.put_object(&hot, format!("hot {i}").as_bytes(), &PutOptions::default())
+                .unwrap_or_else(|e| panic!("PUT {hot}: {e}"))
+                .id
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let superseded = loop {
+        let s = c.stats().unwrap();
+        if s.inflight == n(0) || Instant::now() > deadline {
+            break s.superseded;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(superseded >= n(1), "no write to the hot key was superseded");
+    for id in &hot_ids {
+        wait_expired(&c, id, Duration::from_secs(15));
+    }
     println!(
         "FIGURES late deliveries: a write first delivered 4 s after acceptance \
          (STATUS_TTL_SECONDS=2) ended {:?}; a replay of an expired, pruned write was \
