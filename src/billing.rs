@@ -16,7 +16,8 @@
 //! - SQLite rows read and written: the `rowsRead` / `rowsWritten` of every
 //!   cursor the SQL helpers finish (`objects/sql.rs`, and the statements
 //!   `objects/scheduler_store.rs` runs itself), as the runtime counts them;
-//!   `setAlarm` calls are counted apart (`objects/scheduler_io.rs`).
+//!   `setAlarm` and `deleteAlarm` calls are counted apart
+//!   (`objects/scheduler_io.rs`); the bench prices each as a row written.
 //! - R2: the bucket binding is handed out wrapped in a `Proxy` that counts
 //!   each method as it is looked up (every lookup is a call in this code):
 //!   Class A `put`, `delete`, `list`, `createMultipartUpload`; Class B
@@ -85,6 +86,8 @@ pub struct Counts {
     pub sql_by_statement: BTreeMap<String, [u64; 3]>,
     /// `setAlarm` calls.
     pub alarm_sets: u64,
+    /// `deleteAlarm` calls.
+    pub alarm_deletes: u64,
     /// R2 Class A operations by method.
     pub r2_class_a: BTreeMap<String, u64>,
     /// R2 Class B operations by method.
@@ -172,6 +175,11 @@ pub fn sql_rows(query: &str, read: usize, written: usize) {
 /// A `setAlarm` call.
 pub fn alarm_set() {
     with(|c| c.alarm_sets += 1);
+}
+
+/// A `deleteAlarm` call.
+pub fn alarm_delete() {
+    with(|c| c.alarm_deletes += 1);
 }
 
 /// Bytes of a message body as sent: text as UTF-8, binary by its length,

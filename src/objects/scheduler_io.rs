@@ -210,6 +210,8 @@ impl Clock for SchedulerHost {
     }
 
     async fn delete_alarm(&self) -> Result<(), HostError> {
+        #[cfg(feature = "test-routes")]
+        crate::billing::alarm_delete();
         self.storage
             .delete_alarm()
             .await

@@ -302,14 +302,16 @@ fn run_id() -> String {
     format!("{}-{}", now.format("%Y%m%dT%H%M%S"), std::process::id())
 }
 
-/// `--cost-table`: the Markdown of a saved report's cost scenario.
+/// `--cost-table`: the Markdown of a saved report's cost scenario, priced
+/// with this build's prices and billing rules.
 fn print_cost_table(path: &Path) -> ExitCode {
     let parsed = std::fs::read_to_string(path)
         .map_err(|e| e.to_string())
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()))
         .and_then(|v| {
-            let c: CostResult = serde_json::from_value(v["cost"].clone())
+            let mut c: CostResult = serde_json::from_value(v["cost"].clone())
                 .map_err(|e| format!("no cost scenario: {e}"))?;
+            c.reprice();
             let ingest = v["ingest"]["routes"].as_array().and_then(|rs| {
                 rs.iter()
                     .find(|r| r["name"] == "pipeline unique keys")

@@ -94,7 +94,7 @@ pub const SQL_ROWS_WRITTEN: Price = Price {
     usd_per_million: 1.00,
     unit: "row",
     included_per_month: 50e6,
-    source: "Cloudflare Durable Objects pricing page (SQLite storage billing), read 2026-12-01; not confirmed: the search found the same figure only for D1's rows written",
+    source: "Cloudflare Durable Objects pricing page (SQLite storage billing), read 2026-12-01; not confirmed on the page itself: verbatim quotes of it (dated 2026-09-30) give $1.00 / million rows and its footnote \"Each setAlarm() is billed as a single row written\"",
     confirmed: false,
 };
 
