@@ -12,8 +12,8 @@
 //! - `PUT /_test/delayed/{key}?delay=N`: an async write whose message is
 //!   delivered N seconds late (a late, older write).
 //! - `PUT /_test/duplicate/{key}?copies=N`: an async write sent N times.
-//! - `POST /_test/fail-writes/{key}` `{"count": n}`: the key's next n R2
-//!   writes fail.
+//! - `POST /_test/fail-writes/{key}` `{"count": n, "stall_ms": m}`: the
+//!   key's next n R2 writes fail; the next put first waits m ms.
 //! - `POST /_test/tx-probe/{key}` `{"fail": bool}`: two writes in one
 //!   transaction of the key's scheduler storage, then (with `fail`) a
 //!   failing statement; answers which writes were kept.
@@ -247,8 +247,14 @@ async fn fail_writes(app: &App, req: &mut Request, raw_key: &str) -> ApiResult {
         .await
         .map_err(|_| ApiError::InvalidBody("body is not JSON".into()))?;
     let count = body["count"].as_i64().unwrap_or(0);
-    app.scheduler(&key)?.call(&FailWrites { count }).await?;
-    http::json(200, &json!({"ok": true, "count": count}))
+    let stall_ms = body["stall_ms"].as_i64().unwrap_or(0);
+    app.scheduler(&key)?
+        .call(&FailWrites { count, stall_ms })
+        .await?;
+    http::json(
+        200,
+        &json!({"ok": true, "count": count, "stall_ms": stall_ms}),
+    )
 }
 
 async fn tx_probe(app: &App, req: &mut Request, raw_key: &str) -> ApiResult {

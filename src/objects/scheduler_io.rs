@@ -157,7 +157,13 @@ impl SchedulerHost {
         start_ms: i64,
     ) -> Result<String, BlobError> {
         #[cfg(feature = "test-routes")]
-        faults::take(&self.sql)?;
+        {
+            let stall = faults::take_stall(&self.sql);
+            if stall > 0 {
+                pipeline_core::engine::Clock::sleep(self, stall).await;
+            }
+            faults::take(&self.sql)?;
+        }
         let data = match body {
             PutBody::Empty => Data::Empty,
             PutBody::Bytes(b) => Data::Bytes(b),
@@ -287,7 +293,8 @@ impl Notifier for SchedulerHost {
 
 /// Fault injection for the fault tests (`POST /_test/fail-writes/{key}`):
 /// the key's next `count` R2 writes (puts and deletes of the user's key)
-/// fail as a transient error would. Only in a `test-routes` build.
+/// fail as a transient error would, and (`stall_ms`) the next put waits
+/// before it starts. Only in a `test-routes` build.
 #[cfg(feature = "test-routes")]
 pub mod faults {
     use pipeline_core::engine::BlobError;
@@ -298,11 +305,16 @@ pub mod faults {
     use crate::objects::sql::{get_doc, put_doc};
 
     const LEFT: &str = "inject_failures";
+    const STALL: &str = "inject_stall_ms";
 
     /// Makes the scheduler's next `count` R2 writes fail.
     #[derive(Debug, Serialize, Deserialize)]
     pub struct FailWrites {
         pub count: i64,
+        /// The next R2 write (once) waits this long before it starts: time
+        /// for a test to kill the runtime while a write is in flight.
+        #[serde(default)]
+        pub stall_ms: i64,
     }
 
     impl Call for FailWrites {
@@ -316,7 +328,17 @@ pub mod faults {
     /// Storage errors.
     pub fn arm(sql: &SqlStorage, f: &FailWrites) -> Result<Ack, pipeline_core::error::ApiError> {
         put_doc(sql, LEFT, &f.count)?;
+        put_doc(sql, STALL, &f.stall_ms)?;
         Ok(Ack { ok: true })
+    }
+
+    /// Takes the armed stall, if any: how long the next write waits.
+    pub(crate) fn take_stall(sql: &SqlStorage) -> i64 {
+        let ms: i64 = get_doc(sql, STALL).ok().flatten().unwrap_or(0);
+        if ms > 0 {
+            let _ = put_doc(sql, STALL, &0i64);
+        }
+        ms
     }
 
     /// Takes one armed failure, if any.

@@ -1082,7 +1082,6 @@ impl Store for SchedulerHost {
         };
         let have = self.tables.present(&self.sql)?;
         let full = self.oldest.get(&self.sql, have)?;
-        let inline = inline_statuses::oldest_terminal(&self.doc.get(&self.sql)?.statuses);
         let sets = if have & LazyTable::Superseded.bit() != 0 {
             min("SELECT MIN(first_at) AS t FROM superseded_sets")?.map(|t| t + SET_SPAN_MS)
         } else {
@@ -1101,7 +1100,6 @@ impl Store for SchedulerHost {
         // The document's fingerprints wait for a prune that runs anyway:
         // waking a key only to drop them would write a row to save bytes.
         Ok(Prunable {
-            statuses: inline,
             seen: [full, sets, legacy].into_iter().flatten().min(),
             idem,
         })

@@ -815,7 +815,7 @@ fn ids_expire_only_after_the_retention_window() {
     let key = unique_key("ttl");
     let (a, st) = put_committed(&c, &key, b"short-lived status", &PutOptions::default());
     let ended = e2e::ms(st.committed_at.as_deref().unwrap());
-    // Poll until the status is pruned; it must answer 200 until the window
+    // Poll until the status expires; it must answer 200 until the window
     // after its end has passed.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut answered = 0;
@@ -837,7 +837,7 @@ fn ids_expire_only_after_the_retention_window() {
                 }
                 Err(e) => panic!("status: {e}"),
             }
-            assert!(Instant::now() < deadline, "the status was never pruned");
+            assert!(Instant::now() < deadline, "the status never expired");
             std::thread::sleep(Duration::from_millis(100));
         }
     };

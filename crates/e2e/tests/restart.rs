@@ -237,3 +237,96 @@ fn held_writes_commit_exactly_once_after_a_kill() {
     });
     eprintln!("after restart: {by_state:?}, {committed_after_restart} commits after the kill");
 }
+
+/// An R2 write cut off by a crash of the runtime is made after the
+/// restart, once. The write runs in the key's alarm, and the scheduler sets
+/// no watchdog alarm of its own for it (each `setAlarm` is billed as a row
+/// written): the runtime runs an alarm whose run did not end again, and
+/// that run recovers the write it finds in flight. Nothing polls the
+/// write's status before it lands, since a status poll re-arms a lost
+/// alarm and would hide a runtime that did not run it again.
+#[test]
+fn a_write_cut_off_by_a_kill_is_made_once_after_the_restart() {
+    let mut w = start(WorkerOptions::new("restart-in-flight"));
+    let c = w.client();
+    let key = unique_key("in-flight");
+    // The key's first R2 put waits 20 s before it starts: the kill below
+    // falls inside it, with the write persisted as in flight.
+    let r = c
+        .raw(
+            "POST",
+            &format!("/_test/fail-writes/{}", encode_key(&key)),
+            &[("Content-Type", "application/json")],
+            Some(br#"{"count": 0, "stall_ms": 20000}"#),
+        )
+        .expect("fail-writes");
+    assert_eq!(r.status, 200, "fail-writes: {}", r.text());
+    let body = b"in flight when the runtime died";
+    let a = c
+        .put_object(&key, body, &PutOptions::default())
+        .expect("PUT");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c.upload_status(&a.id, None).expect("status");
+        assert!(
+            !s.state.is_terminal(),
+            "ended before the kill, the stall did not hold it: {s:?}"
+        );
+        if s.state == UploadState::Scheduled {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never taken by its scheduler");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The alarm runs at once once the write is held; give it time to start
+    // the put and sit in the stall.
+    std::thread::sleep(Duration::from_secs(3));
+    let killed_at = Instant::now();
+    w.kill();
+    w.restart()
+        .expect("restart on the same state after the kill");
+    let c = w.client();
+    // Recovery does not see the write in R2 and waits out the landing
+    // grace (30 s after the put's start) before it writes again.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let landed = loop {
+        match c.get_object(&key, &GetOptions::default()) {
+            Ok(o) => break o,
+            Err(pipeline_client::ClientError::Api { status: 404, .. }) => {}
+            Err(e) => panic!("GET {key}: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the write cut off by the kill was not made within 90 s of the restart \
+             (the runtime did not run the interrupted alarm again?)"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let landed_after = killed_at.elapsed();
+    assert_eq!(landed.body, body);
+    assert_eq!(landed.meta("upload-id"), Some(a.id.as_str()));
+    let s = c.upload_status(&a.id, None).expect("status");
+    assert_eq!(s.state, UploadState::Committed, "{s:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let stats = loop {
+        let stats = c.stats().unwrap();
+        if stats.committed >= 1 || Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        (
+            stats.accepted,
+            stats.committed,
+            stats.r2_writes,
+            stats.inflight
+        ),
+        (1, 1, 1, 0),
+        "made once: {stats:?}"
+    );
+    println!(
+        "FIGURES restart in flight: the write cut off by the kill landed {} ms after it",
+        landed_after.as_millis()
+    );
+}

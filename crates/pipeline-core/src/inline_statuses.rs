@@ -207,16 +207,6 @@ fn spill(inline: &mut Vec<InlineStatus>, out: &mut Placed) {
     }
 }
 
-/// The earliest change of an ended status in the document (when the
-/// first of them may be pruned).
-pub fn oldest_terminal(inline: &[InlineStatus]) -> Option<i64> {
-    inline
-        .iter()
-        .filter(|e| e.record.state.is_terminal())
-        .map(|e| e.record.updated_ms)
-        .min()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,9 +21,9 @@
 //! the write ended. Checked once drained: every accepted id ended; each
 //! key's object is its newest committed write; every superseded write was
 //! superseded by a newer one that was admitted and ended, never by a sync
-//! write that failed; no staged
-//! body, garbage, body or status row is left (storage is bounded by the
-//! retention window); every write with a callback that ended had its
+//! write that failed; once each key is woken again after the status
+//! window no staged body, garbage, body or status row is left (storage
+//! is bounded by the retention window); every write with a callback that ended had its
 //! event (of its terminal state) taken by the webhook queue at least once,
 //! and with commit events on every ended write had one in the event queue,
 //! no event names another state, and no outbox entry is left;
@@ -145,6 +145,25 @@ pub fn run_world(cfg: SimConfig) -> Result<(Report, Rc<World>), Failure> {
             ));
         }
     }
+    if let Some(v) = check_all_ended(&world) {
+        world.trace("drained; final checks");
+        return Err(fail(&world, v));
+    }
+    // A key does not wake only to drop expired statuses: they wait in its
+    // storage, hidden, for its next alarm. Each key is woken once after
+    // every status expired, as its next write would, and must drop them.
+    let wake = world.now()
+        + world.cfg.status_ttl_ms
+        + pipeline_core::engine::prune_spacing(world.cfg.status_ttl_ms);
+    let keys = world.objects.borrow().len();
+    for obj in 0..keys {
+        world.set_alarm(obj, Some(wake));
+    }
+    while world.step() {
+        if let Some(v) = world.violation() {
+            return Err(fail(&world, v));
+        }
+    }
     if let Some(v) = check_drained(&world) {
         world.trace("drained; final checks");
         return Err(fail(&world, v));
@@ -169,20 +188,45 @@ pub fn run_world(cfg: SimConfig) -> Result<(Report, Rc<World>), Failure> {
     Ok((report, world))
 }
 
-/// The checks once nothing is left to happen.
-fn check_drained(world: &Rc<World>) -> Option<String> {
+/// Once nothing is left to happen: no message waits, no key holds a
+/// write pending or in flight, and every accepted write ended (checked before the keys are woken again: a key left
+/// asleep with a write to make is a violation, not something a later
+/// wake may hide).
+fn check_all_ended(world: &World) -> Option<String> {
     let l = world.ledger.borrow();
     if !world.queue.borrow().is_empty() || !world.dlq.borrow().is_empty() {
         return Some("drained with messages still queued".into());
     }
-    if let Some(id) = l.owed.iter().find(|id| !l.ended.contains_key(*id)) {
-        let state = world
-            .objects
-            .borrow()
-            .iter()
-            .find_map(|o| o.store.borrow().uploads.get(id).map(|r| r.state.as_str()))
-            .unwrap_or("queued");
-        return Some(format!("{id} was accepted and never ended (still {state})"));
+    for o in world.objects.borrow().iter() {
+        let st = &o.store.borrow().meta.state;
+        if let Some(w) = st.in_flight.as_ref().or(st.pending.as_ref()) {
+            return Some(format!(
+                "{} sleeps with {} still {}",
+                o.key,
+                w.id,
+                if st.in_flight.is_some() {
+                    "in flight"
+                } else {
+                    "pending"
+                }
+            ));
+        }
+    }
+    let id = l.owed.iter().find(|id| !l.ended.contains_key(*id))?;
+    let state = world
+        .objects
+        .borrow()
+        .iter()
+        .find_map(|o| o.store.borrow().uploads.get(id).map(|r| r.state.as_str()))
+        .unwrap_or("queued");
+    Some(format!("{id} was accepted and never ended (still {state})"))
+}
+
+/// The checks once nothing is left to happen.
+fn check_drained(world: &Rc<World>) -> Option<String> {
+    let l = world.ledger.borrow();
+    if let Some(v) = check_all_ended(world) {
+        return Some(v);
     }
     // Each key's object is its newest committed write.
     let mut newest: BTreeMap<&str, (&pipeline_core::schedule::WriteRef, WriteOp, u64)> =

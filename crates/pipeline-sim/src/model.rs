@@ -145,7 +145,6 @@ impl Store for ObjStore {
     fn oldest_prunable(&self) -> Result<Prunable, StoreError> {
         let s = self.borrow();
         Ok(Prunable {
-            statuses: s.prunable.first().map(|(t, _)| *t),
             seen: s.forgotten.first().map(|(t, _)| *t),
             idem: s.idem.values().map(|r| r.created_ms).min(),
         })

@@ -75,6 +75,11 @@ fn unanswered_push_taken_as_acknowledged_is_found() {
     assert_found(Bug::UnansweredPushAcked, 2000);
 }
 
+#[test]
+fn an_alarm_taken_for_still_set_after_it_fired_is_found() {
+    assert_found(Bug::AlarmKnownAcrossRuns, 2000);
+}
+
 /// The same seeds pass with nothing planted (the default run covers more).
 #[test]
 fn seeds_pass_without_planted_bugs() {

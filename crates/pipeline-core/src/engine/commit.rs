@@ -12,8 +12,8 @@
 
 use crate::engine::planted::{active, Bug};
 use crate::engine::{
-    prune_spacing, BlobError, End, Host, Memory, Op, PutBody, RetryDoc, Scheduler, Stored,
-    BUSY_RECHECK_MS, GARBAGE_PER_RUN, WATCHDOG_MS,
+    prune_spacing, AlarmKnown, BlobError, End, Host, Memory, Op, PutBody, RetryDoc, Scheduler,
+    Stored, BUSY_RECHECK_MS, GARBAGE_PER_RUN,
 };
 use crate::error::ApiError;
 use crate::id::WriteOp;
@@ -28,6 +28,11 @@ impl<H: Host> Scheduler<'_, H> {
     /// again a second later.
     pub async fn alarm(&self) -> Result<(), ApiError> {
         let now = self.host.now_ms();
+        if !active(Bug::AlarmKnownAcrossRuns) {
+            // The alarm now running was the one set; the runtime clears it
+            // when this run ends, or runs it again if the run does not end.
+            self.mem.alarm.set(AlarmKnown::Unset);
+        }
         if now >= self.mem.prune_not_before.get() {
             self.host.apply(vec![Op::Prune {
                 uploads_before: now - self.cfg.status_ttl_ms,
@@ -44,7 +49,6 @@ impl<H: Host> Scheduler<'_, H> {
             // A write of this instance is running and reschedules when it
             // ends; look again later in case it never does.
             return self
-                .host
                 .set_alarm(self.host.now_ms() + BUSY_RECHECK_MS)
                 .await
                 .map_err(|e| ApiError::Internal(format!("alarm: {e}")));
@@ -179,7 +183,9 @@ impl<H: Host> Scheduler<'_, H> {
             self.start(&p, now)?;
             now
         };
-        let _ = self.host.set_alarm(start + WATCHDOG_MS).await;
+        // No watchdog alarm: this runs in the alarm handler, which the
+        // runtime runs again if it does not end (an instance lost during
+        // the put), and the run recovers the write it finds in flight.
         let result = write(self.host, self.mem, &msg, body, start).await;
         self.settle(&p, result, start)
     }

@@ -147,6 +147,23 @@ pub struct Memory {
     /// Expired statuses were pruned: not before this time again
     /// ([`prune_spacing`]).
     pub prune_not_before: Cell<i64>,
+    /// What this instance knows of the key's alarm. Each `setAlarm` is
+    /// billed as a row written, so one already set for the time wanted is
+    /// not set again, nor one known unset deleted.
+    pub alarm: Cell<AlarmKnown>,
+}
+
+/// What an instance knows of its object's alarm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AlarmKnown {
+    /// Nothing: a fresh instance, or a call that failed.
+    #[default]
+    Unknown,
+    /// None is set: the alarm that is running was the last one (if it
+    /// fails, the runtime runs it again).
+    Unset,
+    /// This instance set it for this time.
+    At(i64),
 }
 
 /// The longest wait between two prunes of a key's expired statuses.
@@ -553,22 +570,50 @@ impl<'a, H: Host> Scheduler<'a, H> {
         if !self.host.outbox(1)?.is_empty() {
             at(now.max(self.mem.outbox_retry_at.get()));
         }
+        // Rows the store keeps past their window wake the key to prune
+        // them; statuses a prune would drop from the document do not (the
+        // engine hides them once expired, and waking an idle key costs an
+        // alarm set, an object request and a document rewrite to save a
+        // few hundred bytes): they wait for the key's next alarm.
         let prunable = self.host.oldest_prunable()?;
         let prune_from = self.mem.prune_not_before.get();
-        if let Some(t) = prunable.statuses {
-            at((t + self.cfg.status_ttl_ms + 1000).max(prune_from));
-        }
         if let Some(t) = prunable.seen {
             at((t + self.cfg.seen_ids_ttl_ms + 1000).max(prune_from));
         }
         if let Some(t) = prunable.idem {
             at((t + self.cfg.idempotency_ttl_ms + self.cfg.seen_ids_ttl_ms + 1000).max(prune_from));
         }
-        let r = match due {
-            Some(t) => self.host.set_alarm(t.max(now)).await,
-            None => self.host.delete_alarm().await,
-        };
-        r.map_err(|e| ApiError::Internal(format!("alarm: {e}")))
+        match due {
+            Some(t) => self.set_alarm(t.max(now)).await,
+            None => self.clear_alarm().await,
+        }
+        .map_err(|e| ApiError::Internal(format!("alarm: {e}")))
+    }
+
+    /// Sets the alarm for `at` unless this instance knows it is set so.
+    ///
+    /// # Errors
+    /// The runtime's; what the alarm is then is unknown.
+    pub async fn set_alarm(&self, at: i64) -> Result<(), HostError> {
+        let known = self.mem.alarm.get();
+        if known == AlarmKnown::At(at) {
+            return Ok(());
+        }
+        self.mem.alarm.set(AlarmKnown::Unknown);
+        self.host.set_alarm(at).await?;
+        self.mem.alarm.set(AlarmKnown::At(at));
+        Ok(())
+    }
+
+    /// Clears the alarm unless this instance knows none is set.
+    async fn clear_alarm(&self) -> Result<(), HostError> {
+        if self.mem.alarm.get() == AlarmKnown::Unset {
+            return Ok(());
+        }
+        self.mem.alarm.set(AlarmKnown::Unknown);
+        self.host.delete_alarm().await?;
+        self.mem.alarm.set(AlarmKnown::Unset);
+        Ok(())
     }
 
     /// Re-arms the alarm when work is waiting and no alarm is set (or it is

@@ -63,11 +63,15 @@ pub enum Bug {
     /// the fault runs' invariants all hold; a hot key's writes wait twice
     /// as long. Only the rate check (`pipeline_sim::rates`) sees it.
     SlotLeftIdle,
+    /// What the instance knows of its alarm is kept when the alarm fires:
+    /// a run that wants the alarm again at the time that just fired takes
+    /// it for still set and leaves the key asleep.
+    AlarmKnownAcrossRuns,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 15] = [
+    pub const ALL: [Bug; 16] = [
         Bug::StaleRecovery,
         Bug::SyncSupersedesEarly,
         Bug::ClaimBeforeSend,
@@ -83,6 +87,7 @@ impl Bug {
         Bug::ShardIgnoresBase,
         Bug::UnansweredPushAcked,
         Bug::SlotLeftIdle,
+        Bug::AlarmKnownAcrossRuns,
     ];
 }
 

@@ -215,13 +215,13 @@ pub enum Op {
     },
 }
 
-/// What a prune would remove, by the time it was last changed or
-/// accepted: the engine adds the matching retention to each.
+/// What a prune would remove that is worth waking the key for, by the
+/// time it was last changed or accepted: the engine adds the matching
+/// retention to each. Expired statuses are not in it: a prune drops them
+/// (`uploads_before` of [`Op::Prune`]) whenever it runs, and until then
+/// the engine does not show them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Prunable {
-    /// The oldest change of a terminal status the store drops once it
-    /// expires (`uploads_before` of [`Op::Prune`]).
-    pub statuses: Option<i64>,
     /// The oldest time (acceptance or last change) of a status or
     /// fingerprint the store keeps until its id is no longer seen
     /// (`forget_before`). A store may leave out what can wait for the

@@ -158,7 +158,9 @@ impl<H: Host> Scheduler<'_, H> {
             self.mem.busy.set(false);
             return Err(e.into());
         }
-        let _ = self.host.set_alarm(now + WATCHDOG_MS).await;
+        // A request, unlike the alarm, is not run again if this instance
+        // is lost during the put: the watchdog alarm recovers the write.
+        let _ = self.set_alarm(now + WATCHDOG_MS).await;
         let result = write(self.host, self.mem, msg, body, now).await;
 
         let mut tx = self.begin()?;
