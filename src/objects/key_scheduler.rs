@@ -9,7 +9,7 @@
 //! the calls of `pipeline_core::protocol` to it.
 
 use pipeline_core::config::Settings;
-use pipeline_core::engine::{Clock, EngineConfig, Memory, Scheduler};
+use pipeline_core::engine::{AlarmKnown, Clock, EngineConfig, Memory, Scheduler};
 use pipeline_core::error::ApiError;
 use pipeline_core::protocol::{
     bindings, Ack, Call, CallbackReport, ClaimReply, ClaimRequest, EnqueueRequest, FailRequest,
@@ -111,6 +111,9 @@ impl DurableObject for KeyScheduler {
         if let Err(e) = self.engine().alarm().await {
             log(json!({"level": "error", "at": "scheduler.alarm", "error": e.to_string()}));
             let again = self.host.now_ms() + ALARM_RETRY_MS;
+            // Set here, past the engine: what the engine knew of the alarm
+            // no longer holds.
+            self.mem.alarm.set(AlarmKnown::Unknown);
             if let Err(e) = self.host.set_alarm(again).await {
                 log(json!({"level": "error", "at": "scheduler.alarm", "error": e.to_string()}));
             }

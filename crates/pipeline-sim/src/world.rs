@@ -472,6 +472,9 @@ impl World {
             let result = Scheduler::new(&host, &mem, cfg).alarm().await;
             if let Err(e) = result {
                 world.trace(format!("obj{obj} alarm error: {e}"));
+                // As the shell does: set past the engine, which forgets
+                // what it knew of the alarm.
+                mem.alarm.set(pipeline_core::engine::AlarmKnown::Unknown);
                 world.set_alarm(obj, Some(world.now() + 1000));
             }
             world.objects.borrow_mut()[obj].alarm_running = None;

@@ -632,6 +632,9 @@ impl<'a, H: Host> Scheduler<'a, H> {
             .await
             .map_err(|e| ApiError::Internal(format!("alarm: {e}")))?;
         if alarm.is_none_or(|t| t < self.host.now_ms() - 5000) {
+            // What this instance believed of its alarm was wrong: forget
+            // it, so the alarm is set whatever it believed.
+            self.mem.alarm.set(AlarmKnown::Unknown);
             self.reschedule().await?;
         }
         Ok(())
