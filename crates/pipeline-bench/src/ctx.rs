@@ -63,12 +63,33 @@ impl Ctx {
     /// the seconds waited and whether it drained.
     #[must_use]
     pub fn wait_drained(&self, timeout: Duration) -> (f64, bool) {
+        self.wait_drained_while(timeout, false)
+    }
+
+    /// As [`Ctx::wait_drained`], but the wait goes on as long as the
+    /// in-flight count keeps falling: it gives up only after `stall` with
+    /// no progress. For a backlog whose size is the load's, not fixed (the
+    /// batch route accepts thousands of writes the local runtime commits at
+    /// about a hundred a second).
+    #[must_use]
+    pub fn wait_drained_progressing(&self, stall: Duration) -> (f64, bool) {
+        self.wait_drained_while(stall, true)
+    }
+
+    fn wait_drained_while(&self, timeout: Duration, progressing: bool) -> (f64, bool) {
         let start = Instant::now();
+        let mut low: Option<i64> = None;
+        let mut since = Instant::now();
         loop {
-            if let Ok(Stats { inflight: 0, .. }) = self.client.stats() {
-                return (start.elapsed().as_secs_f64(), true);
+            match self.client.stats() {
+                Ok(Stats { inflight: 0, .. }) => return (start.elapsed().as_secs_f64(), true),
+                Ok(s) if progressing && low.is_none_or(|l| s.inflight < l) => {
+                    low = Some(s.inflight);
+                    since = Instant::now();
+                }
+                _ => {}
             }
-            if start.elapsed() >= timeout {
+            if since.elapsed() >= timeout {
                 return (start.elapsed().as_secs_f64(), false);
             }
             std::thread::sleep(Duration::from_millis(100));
