@@ -13,7 +13,7 @@
 //!   delivered N seconds late (a late, older write).
 //! - `PUT /_test/duplicate/{key}?copies=N`: an async write sent N times.
 //! - `POST /_test/fail-writes/{key}` `{"count": n, "stall_ms": m}`: the
-//!   key's next n R2 writes fail; the next put first waits m ms.
+//!   key's next n R2 writes fail; the next one first waits m ms.
 //! - `POST /_test/tx-probe/{key}` `{"fail": bool}`: two writes in one
 //!   transaction of the key's scheduler storage, then (with `fail`) a
 //!   failing statement; answers which writes were kept.

@@ -132,11 +132,7 @@ impl Blobs for SchedulerHost {
     }
 
     async fn delete(&self, key: &str) -> Result<(), BlobError> {
-        #[cfg(feature = "test-routes")]
-        let result = faults::take(&self.sql);
-        #[cfg(not(feature = "test-routes"))]
-        let result = Ok(());
-        let result = match result {
+        let result = match self.injected().await {
             Ok(()) => self.bucket()?.delete(key).await.map_err(r2),
             Err(e) => Err(e),
         };
@@ -150,20 +146,28 @@ impl Blobs for SchedulerHost {
 }
 
 impl SchedulerHost {
+    /// Before an R2 write of the user's key: the stall and failure the
+    /// fault tests armed, if any (`test-routes` builds only).
+    async fn injected(&self) -> Result<(), BlobError> {
+        #[cfg(feature = "test-routes")]
+        {
+            let (stall_ms, result) = faults::take(&self.sql);
+            if stall_ms > 0 {
+                self.sleep(stall_ms).await;
+            }
+            result
+        }
+        #[cfg(not(feature = "test-routes"))]
+        Ok(())
+    }
+
     async fn put_now(
         &self,
         msg: &WriteMessage,
         body: PutBody<Data>,
         start_ms: i64,
     ) -> Result<String, BlobError> {
-        #[cfg(feature = "test-routes")]
-        {
-            let stall = faults::take_stall(&self.sql);
-            if stall > 0 {
-                pipeline_core::engine::Clock::sleep(self, stall).await;
-            }
-            faults::take(&self.sql)?;
-        }
+        self.injected().await?;
         let data = match body {
             PutBody::Empty => Data::Empty,
             PutBody::Bytes(b) => Data::Bytes(b),
@@ -293,7 +297,7 @@ impl Notifier for SchedulerHost {
 
 /// Fault injection for the fault tests (`POST /_test/fail-writes/{key}`):
 /// the key's next `count` R2 writes (puts and deletes of the user's key)
-/// fail as a transient error would, and (`stall_ms`) the next put waits
+/// fail as a transient error would, and (`stall_ms`) the next one waits
 /// before it starts. Only in a `test-routes` build.
 #[cfg(feature = "test-routes")]
 pub mod faults {
@@ -304,11 +308,11 @@ pub mod faults {
 
     use crate::objects::sql::{get_doc, put_doc};
 
-    const LEFT: &str = "inject_failures";
-    const STALL: &str = "inject_stall_ms";
+    /// Where what is armed is kept: one record, read once per R2 write.
+    const ARMED: &str = "inject_faults";
 
     /// Makes the scheduler's next `count` R2 writes fail.
-    #[derive(Debug, Serialize, Deserialize)]
+    #[derive(Debug, Default, Serialize, Deserialize)]
     pub struct FailWrites {
         pub count: i64,
         /// The next R2 write (once) waits this long before it starts: time
@@ -327,29 +331,29 @@ pub mod faults {
     /// # Errors
     /// Storage errors.
     pub fn arm(sql: &SqlStorage, f: &FailWrites) -> Result<Ack, pipeline_core::error::ApiError> {
-        put_doc(sql, LEFT, &f.count)?;
-        put_doc(sql, STALL, &f.stall_ms)?;
+        put_doc(sql, ARMED, f)?;
         Ok(Ack { ok: true })
     }
 
-    /// Takes the armed stall, if any: how long the next write waits.
-    pub(crate) fn take_stall(sql: &SqlStorage) -> i64 {
-        let ms: i64 = get_doc(sql, STALL).ok().flatten().unwrap_or(0);
-        if ms > 0 {
-            let _ = put_doc(sql, STALL, &0i64);
+    /// Takes what is armed for the next R2 write: how long it waits
+    /// (once), and one failure.
+    pub(crate) fn take(sql: &SqlStorage) -> (i64, Result<(), BlobError>) {
+        let mut armed: FailWrites = get_doc(sql, ARMED).ok().flatten().unwrap_or_default();
+        let stall_ms = std::mem::take(&mut armed.stall_ms);
+        let fail = armed.count > 0;
+        if fail {
+            armed.count -= 1;
         }
-        ms
-    }
-
-    /// Takes one armed failure, if any.
-    pub(crate) fn take(sql: &SqlStorage) -> Result<(), BlobError> {
-        let left: i64 = get_doc(sql, LEFT).ok().flatten().unwrap_or(0);
-        if left > 0 {
-            let _ = put_doc(sql, LEFT, &(left - 1));
-            return Err(BlobError::Transient(
+        if fail || stall_ms > 0 {
+            let _ = put_doc(sql, ARMED, &armed);
+        }
+        let result = if fail {
+            Err(BlobError::Transient(
                 "injected R2 failure (test route)".into(),
-            ));
-        }
-        Ok(())
+            ))
+        } else {
+            Ok(())
+        };
+        (stall_ms, result)
     }
 }

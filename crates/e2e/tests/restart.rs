@@ -16,11 +16,14 @@
 //! To make a held write easy to catch, each key's first two R2 writes are
 //! made to fail (test route): the newest write then waits out its backoff.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use common::{fail_writes, stall_writes};
 use e2e::{ms, now_ms, start, unique_key, wait_all, WorkerOptions};
-use pipeline_client::{encode_key, Accepted, Client, GetOptions, PutOptions, UploadState};
+use pipeline_client::{Accepted, Client, GetOptions, PutOptions, UploadState};
 
 const KEYS: usize = 4;
 /// Two full consumer batches.
@@ -98,15 +101,7 @@ fn held_writes_commit_exactly_once_after_a_kill() {
         // key's newest write stays held for its backoff (1 s, then 2 s):
         // time enough to see it held and kill, however slow the polls.
         for key in &keys {
-            let r = c
-                .raw(
-                    "POST",
-                    &format!("/_test/fail-writes/{}", encode_key(key)),
-                    &[("Content-Type", "application/json")],
-                    Some(br#"{"count": 2}"#),
-                )
-                .expect("fail-writes");
-            assert_eq!(r.status, 200, "fail-writes: {}", r.text());
+            fail_writes(&c, key, 2);
         }
         let batch = burst(&c, &keys, round);
         let ids: Vec<String> = batch.iter().map(|(a, _)| a.id.clone()).collect();
@@ -252,15 +247,7 @@ fn a_write_cut_off_by_a_kill_is_made_once_after_the_restart() {
     let key = unique_key("in-flight");
     // The key's first R2 put waits 20 s before it starts: the kill below
     // falls inside it, with the write persisted as in flight.
-    let r = c
-        .raw(
-            "POST",
-            &format!("/_test/fail-writes/{}", encode_key(&key)),
-            &[("Content-Type", "application/json")],
-            Some(br#"{"count": 0, "stall_ms": 20000}"#),
-        )
-        .expect("fail-writes");
-    assert_eq!(r.status, 200, "fail-writes: {}", r.text());
+    stall_writes(&c, &key, 20_000);
     let body = b"in flight when the runtime died";
     let a = c
         .put_object(&key, body, &PutOptions::default())

@@ -194,9 +194,7 @@ pub fn run_world(cfg: SimConfig) -> Result<(Report, Rc<World>), Failure> {
 }
 
 /// Once nothing is left to happen: no message waits, no key holds a
-/// write pending or in flight, and every accepted write ended (checked before the keys are woken again: a key left
-/// asleep with a write to make is a violation, not something a later
-/// wake may hide).
+/// write pending or in flight, and every accepted write ended.
 fn check_all_ended(world: &World) -> Option<String> {
     let l = world.ledger.borrow();
     if !world.queue.borrow().is_empty() || !world.dlq.borrow().is_empty() {

@@ -1,5 +1,5 @@
 //! Helpers shared by the reliability suites (`faults.rs`, `bad_input.rs`,
-//! `security.rs`, `soak.rs`): the test-only routes of a `test-routes`
+//! `security.rs`, `soak.rs`, `restart.rs`): the test-only routes of a `test-routes`
 //! build, the runtime's log, status sweeps, and one checker that verifies
 //! a set of writes against the pipeline's guarantees.
 //!
@@ -110,7 +110,16 @@ pub fn duplicate_put(c: &Client, key: &str, body: &[u8], copies: u32) -> Write {
 
 /// `POST /_test/fail-writes/{key}`: the key's next `count` R2 writes fail.
 pub fn fail_writes(c: &Client, key: &str, count: u32) {
-    let body = format!("{{\"count\": {count}}}");
+    arm_faults(c, key, &format!("{{\"count\": {count}}}"));
+}
+
+/// `POST /_test/fail-writes/{key}` with `stall_ms`: the key's next R2
+/// write waits `ms` before it starts (time to kill the runtime during it).
+pub fn stall_writes(c: &Client, key: &str, ms: u64) {
+    arm_faults(c, key, &format!("{{\"count\": 0, \"stall_ms\": {ms}}}"));
+}
+
+fn arm_faults(c: &Client, key: &str, body: &str) {
     let r = c
         .raw(
             "POST",
